@@ -1,0 +1,44 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   - create .venv, install tf_compress, run the main job on digits
+#   make test   - the same set-up plus the test extras, then the whole suite
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+DEMO_DIR ?= demo_output
+
+.PHONY: demo test install install-test bazel-check bazel-tools clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: $(VENV)/bin/python setup.cfg pyproject.toml constraints.txt
+	$(PIP) install --quiet -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(PY) -m tf_compress.train --output_dir=$(DEMO_DIR)
+
+# Bazel is optional for the Python suite; install Debian's offline-capable
+# bazel-bootstrap when we can, so that tests/test_build_files.py builds the
+# libraries too. Failing to install only skips that one test.
+bazel-tools:
+	-@command -v bazel >/dev/null 2>&1 || tools/install_bazel.sh
+
+test: install-test bazel-tools
+	$(PY) -m pytest -q tests
+
+bazel-check: bazel-tools
+	$(PYTHON) tools/check_bazel.py --bazel
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

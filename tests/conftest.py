@@ -1,0 +1,37 @@
+"""Shared pytest set-up.
+
+The CPU is split into 2 logical devices before any TensorFlow op runs, so that
+tests can train under `tf.distribute.MirroredStrategy` on this CPU-only
+machine.
+"""
+
+import pathlib
+
+import pytest
+
+import tf_compress
+from tf_compress._keras import tf
+
+tf_compress.configure_logical_cpus(2)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+  """The repository root (for running scripts and examples)."""
+  return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def digits():
+  """The digits dataset with the default splits (seed 0)."""
+  return tf_compress.load_dataset("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def logical_cpus():
+  """Names of the logical CPU devices (at least 2)."""
+  devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+  assert len(devices) >= 2, devices
+  return devices

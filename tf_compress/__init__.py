@@ -1,0 +1,51 @@
+"""tf_compress: Keras/TensorFlow-native model compression.
+
+Importing this package binds TensorFlow to Keras 2 (`tf_keras`), which
+tensorflow-model-optimization needs; build models with `tf_compress.keras`::
+
+    from tf_compress import keras
+    import tf_compress as tfc
+
+    splits = tfc.load_dataset("digits")
+    model = tfc.build_model("cnn", splits.input_shape, splits.num_classes)
+"""
+
+__version__ = "0.1.0"
+
+# _keras must be imported first: it sets TF_USE_LEGACY_KERAS before
+# TensorFlow is imported anywhere else.
+from tf_compress._keras import check_model  # pylint: disable=g-bad-import-order
+from tf_compress._keras import keras
+from tf_compress._keras import register
+from tf_compress import analysis
+from tf_compress import data
+from tf_compress import models
+from tf_compress.analysis import classification_metrics
+from tf_compress.analysis import model_stats
+from tf_compress.config import TrainConfig
+from tf_compress.data import analyze_arrays
+from tf_compress.data import analyze_dataset
+from tf_compress.data import DatasetSplits
+from tf_compress.data import load_dataset
+from tf_compress.distribute import configure_logical_cpus
+from tf_compress.distribute import make_strategy
+from tf_compress.errors import DataError
+from tf_compress.errors import ModelError
+from tf_compress.errors import TfCompressError
+from tf_compress.errors import UserInputError
+from tf_compress.models import build_model
+from tf_compress.models import load_model
+from tf_compress.models import save_model
+from tf_compress.repro import enable_determinism
+from tf_compress.repro import set_seed
+from tf_compress.runner import run
+
+__all__ = [
+    "__version__", "analysis", "analyze_arrays", "analyze_dataset",
+    "build_model", "check_model", "classification_metrics",
+    "configure_logical_cpus", "data", "DataError", "DatasetSplits",
+    "enable_determinism", "keras", "load_dataset", "load_model",
+    "make_strategy", "model_stats", "ModelError", "models", "register",
+    "run", "save_model", "set_seed", "TfCompressError", "TrainConfig",
+    "UserInputError",
+]

@@ -1,0 +1,113 @@
+"""The configuration of a training run, validated on construction."""
+
+import dataclasses
+from typing import Optional, Tuple
+
+from tf_compress.errors import UserInputError
+
+__all__ = ["TrainConfig", "NORMALIZATIONS", "CLASS_WEIGHTS", "OPTIMIZERS"]
+
+NORMALIZATIONS = ("scale", "standardize", "none")
+CLASS_WEIGHTS = ("none", "balanced")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+def _fail(field, value, expected):
+  raise UserInputError(f"TrainConfig.{field} must be {expected}, got "
+                       f"{value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Everything `run()` needs; the train command's flags map onto fields.
+
+  Attributes:
+    output_dir: where report.json, the model, history and plots go.
+    dataset: a dataset name or path, see `tf_compress.data.load_dataset`.
+    image_size: (height, width) to resize image-directory inputs to.
+    validation_fraction: share of the samples held out for validation.
+    test_fraction: share held out for testing (when the source has none).
+    normalization: `scale`, `standardize` or `none`.
+    model: a registered model name or the path of a saved Keras model.
+    width: width multiplier of a registered model.
+    epochs: training epochs of the baseline.
+    batch_size: global batch size.
+    learning_rate: optimizer learning rate.
+    optimizer: `adam`, `sgd` or `rmsprop`.
+    class_weight: `none` or `balanced` (weights from the training split).
+    top_k: K of the reported top-K accuracy.
+    seed: seeds every random number generator.
+    deterministic: turn on TensorFlow op determinism.
+    strategy: `default` or `mirrored`.
+    num_cpu_devices: logical CPU devices for `mirrored` without a GPU.
+    verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line/epoch).
+  """
+  output_dir: str = "tf_compress_run"
+  dataset: str = "digits"
+  image_size: Optional[Tuple[int, int]] = None
+  validation_fraction: float = 0.1
+  test_fraction: float = 0.2
+  normalization: str = "scale"
+  model: str = "cnn"
+  width: float = 1.0
+  epochs: int = 20
+  batch_size: int = 32
+  learning_rate: float = 1e-3
+  optimizer: str = "adam"
+  class_weight: str = "none"
+  top_k: int = 3
+  seed: int = 0
+  deterministic: bool = False
+  strategy: str = "default"
+  num_cpu_devices: int = 2
+  verbose: int = 1
+
+  def __post_init__(self):
+    if not isinstance(self.output_dir, str) or not self.output_dir:
+      _fail("output_dir", self.output_dir, "a non-empty path")
+    if not isinstance(self.dataset, str) or not self.dataset:
+      _fail("dataset", self.dataset, "a dataset name or path")
+    if self.image_size is not None:
+      size = tuple(self.image_size)
+      if len(size) != 2 or any(int(d) < 1 for d in size):
+        _fail("image_size", self.image_size, "(height, width), both >= 1")
+    if not 0.0 <= self.validation_fraction < 1.0:
+      _fail("validation_fraction", self.validation_fraction, "in [0, 1)")
+    if not 0.0 <= self.test_fraction < 1.0:
+      _fail("test_fraction", self.test_fraction, "in [0, 1)")
+    if self.validation_fraction + self.test_fraction >= 1.0:
+      _fail("validation_fraction", self.validation_fraction,
+            f"less than 1 - test_fraction ({1 - self.test_fraction:g})")
+    if self.normalization not in NORMALIZATIONS:
+      _fail("normalization", self.normalization, f"one of {NORMALIZATIONS}")
+    if not isinstance(self.model, str) or not self.model:
+      _fail("model", self.model, "a registered name or a path")
+    if not self.width > 0:
+      _fail("width", self.width, "> 0")
+    if int(self.epochs) < 1:
+      _fail("epochs", self.epochs, ">= 1")
+    if int(self.batch_size) < 1:
+      _fail("batch_size", self.batch_size, ">= 1")
+    if not self.learning_rate > 0:
+      _fail("learning_rate", self.learning_rate, "> 0")
+    if self.optimizer not in OPTIMIZERS:
+      _fail("optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+    if self.class_weight not in CLASS_WEIGHTS:
+      _fail("class_weight", self.class_weight, f"one of {CLASS_WEIGHTS}")
+    if int(self.top_k) < 1:
+      _fail("top_k", self.top_k, ">= 1")
+    if int(self.seed) < 0:
+      _fail("seed", self.seed, ">= 0")
+    if self.strategy not in ("default", "mirrored"):
+      _fail("strategy", self.strategy, "'default' or 'mirrored'")
+    if int(self.num_cpu_devices) < 1:
+      _fail("num_cpu_devices", self.num_cpu_devices, ">= 1")
+    if self.verbose not in (0, 1, 2):
+      _fail("verbose", self.verbose, "0, 1 or 2")
+
+  def to_dict(self):
+    """Returns the fields as a JSON-safe dict."""
+    data = dataclasses.asdict(self)
+    if data["image_size"] is not None:
+      data["image_size"] = list(data["image_size"])
+    return data

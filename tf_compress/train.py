@@ -1,0 +1,152 @@
+"""`python -m tf_compress.train`: train, compress, evaluate and report.
+
+Example:
+  python -m tf_compress.train --dataset=digits --output_dir=/tmp/run
+  python -m tf_compress.train --flagfile=run.flags
+
+Bad input (flags, dataset, model, output directory) prints one line starting
+with `error:` and exits with code 2.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from tf_compress import cli_utils
+from tf_compress import config as config_lib
+from tf_compress.cli_utils import parse_flags_or_exit
+from tf_compress.cli_utils import report_user_error
+from tf_compress.errors import UserInputError
+from tf_compress.runner import run
+
+_DEFAULTS = config_lib.TrainConfig()
+
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", _DEFAULTS.output_dir,
+    "Directory for report.json, the saved models, history and plots.")
+_DATASET = flags.DEFINE_string(
+    "dataset", _DEFAULTS.dataset,
+    "digits, iris, wine, breast_cancer, mnist, fashion_mnist, cifar10, "
+    "cifar100, tfds:NAME, a .npz file (x_train, y_train, x_test, y_test) or "
+    "an image directory with one subfolder per class.")
+_IMAGE_SIZE = flags.DEFINE_string(
+    "image_size", None, "HEIGHT,WIDTH to resize image-directory inputs to; "
+    "default: the size recommended by the dataset analysis.")
+_VALIDATION_FRACTION = flags.DEFINE_float(
+    "validation_fraction", _DEFAULTS.validation_fraction,
+    "Share of the samples held out for validation.", lower_bound=0.0,
+    upper_bound=0.9)
+_TEST_FRACTION = flags.DEFINE_float(
+    "test_fraction", _DEFAULTS.test_fraction,
+    "Share of the samples held out for testing (when the source has no "
+    "test split).", lower_bound=0.0, upper_bound=0.9)
+_NORMALIZATION = flags.DEFINE_enum(
+    "normalization", _DEFAULTS.normalization, config_lib.NORMALIZATIONS,
+    "scale: to [0, 1]; standardize: per-channel zero mean, unit variance.")
+_MODEL = flags.DEFINE_string(
+    "model", _DEFAULTS.model,
+    "A registered model name (cnn, cnn_bn, mlp) or a saved Keras model path.")
+_WIDTH = flags.DEFINE_float(
+    "width", _DEFAULTS.width, "Width multiplier of a registered model.",
+    lower_bound=0.01, upper_bound=64.0)
+_EPOCHS = flags.DEFINE_integer("epochs", _DEFAULTS.epochs,
+                               "Training epochs of the baseline.",
+                               lower_bound=1, upper_bound=100000)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size,
+                                   "Global batch size.", lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
+                                    "Optimizer learning rate.",
+                                    lower_bound=1e-12, upper_bound=10.0)
+_OPTIMIZER = flags.DEFINE_enum("optimizer", _DEFAULTS.optimizer,
+                               config_lib.OPTIMIZERS, "Optimizer.")
+_CLASS_WEIGHT = flags.DEFINE_enum(
+    "class_weight", _DEFAULTS.class_weight, config_lib.CLASS_WEIGHTS,
+    "balanced: weight classes by n / (classes * count) of the training split.")
+_TOP_K = flags.DEFINE_integer("top_k", _DEFAULTS.top_k,
+                              "K of the reported top-K accuracy.",
+                              lower_bound=1)
+_SEED = flags.DEFINE_integer("seed", _DEFAULTS.seed,
+                             "Seeds every random number generator.",
+                             lower_bound=0, upper_bound=2**31 - 1)
+_DETERMINISTIC = flags.DEFINE_boolean(
+    "deterministic", _DEFAULTS.deterministic,
+    "Turn on TensorFlow op determinism: same seed, identical results.")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", _DEFAULTS.strategy, ("default", "mirrored"),
+    "mirrored: data-parallel over GPUs, or over --num_cpu_devices logical "
+    "CPU devices.")
+_NUM_CPU_DEVICES = flags.DEFINE_integer(
+    "num_cpu_devices", _DEFAULTS.num_cpu_devices,
+    "Logical CPU devices for --strategy=mirrored on a machine without GPUs.",
+    lower_bound=1, upper_bound=64)
+_VERBOSE = flags.DEFINE_integer(
+    "verbose", _DEFAULTS.verbose,
+    "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
+    lower_bound=0, upper_bound=2)
+
+
+flags.register_validator("image_size", cli_utils.image_size_validator)
+
+
+@flags.multi_flags_validator(
+    ["validation_fraction", "test_fraction"],
+    message="--validation_fraction + --test_fraction must be below 1")
+def _check_fractions(values):
+  return values["validation_fraction"] + values["test_fraction"] < 1.0
+
+
+def config_from_flags():
+  """Returns the `TrainConfig` that the parsed flags describe."""
+  return config_lib.TrainConfig(
+      output_dir=_OUTPUT_DIR.value,
+      dataset=_DATASET.value,
+      image_size=cli_utils.parse_image_size(_IMAGE_SIZE.value),
+      validation_fraction=_VALIDATION_FRACTION.value,
+      test_fraction=_TEST_FRACTION.value,
+      normalization=_NORMALIZATION.value,
+      model=_MODEL.value,
+      width=_WIDTH.value,
+      epochs=_EPOCHS.value,
+      batch_size=_BATCH_SIZE.value,
+      learning_rate=_LEARNING_RATE.value,
+      optimizer=_OPTIMIZER.value,
+      class_weight=_CLASS_WEIGHT.value,
+      top_k=_TOP_K.value,
+      seed=_SEED.value,
+      deterministic=_DETERMINISTIC.value,
+      strategy=_STRATEGY.value,
+      num_cpu_devices=_NUM_CPU_DEVICES.value,
+      verbose=_VERBOSE.value,
+  )
+
+
+def _summary_line(report):
+  rows = []
+  for variant in report["variants"]:
+    rows.append(f"{variant['name']}: top1={variant['top1']:.4f} "
+                f"top{variant['top_k']}={variant['topk']:.4f} "
+                f"params={variant['params']}")
+  return "; ".join(rows)
+
+
+def main(argv):
+  if len(argv) > 1:
+    return report_user_error(UserInputError(
+        f"unexpected arguments {argv[1:]}: every option is a --flag"))
+  try:
+    config = config_from_flags()
+    report = run(config, argv=sys.argv)
+  except UserInputError as exc:
+    return report_user_error(exc)
+  print(f"wrote {config.output_dir}/report.json; {_summary_line(report)}")
+  return 0
+
+
+def entry_point():
+  """Console-script entry point."""
+  app.run(main, flags_parser=parse_flags_or_exit)
+
+
+if __name__ == "__main__":
+  entry_point()
