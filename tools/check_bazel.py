@@ -53,8 +53,9 @@ default Python toolchain runs the first `python3` on the test's PATH, so
 none keeps PATH as it is): the tests run with the venv's interpreter, which
 has TensorFlow and pytest.
 
-Exit status: 0 in step (and built), 1 out of step or a Bazel failure, 2 the
-check could not run (bad arguments; --bazel given but no bazel on PATH).
+Exit status: 0 in step (and built; with --test, the tests passed), 1 out of
+step, a Bazel failure or a failed test, 2 the check could not run (bad
+arguments; --bazel or --test given but no bazel on PATH).
 """
 
 import argparse
