@@ -26,7 +26,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(PY) -m tf_compress.train --output_dir=$(DEMO_DIR)
+	$(PY) -m tf_compress.train --flagfile=configs/demo.flags --output_dir=$(DEMO_DIR)
 
 # Bazel is optional for the Python suite; install Debian's offline-capable
 # bazel-bootstrap when we can, so that tests/test_build_files.py builds the

@@ -19,7 +19,9 @@ from tf_compress._keras import keras
 from tf_compress._keras import register
 from tf_compress import analysis
 from tf_compress import data
+from tf_compress import export
 from tf_compress import models
+from tf_compress import pruning
 from tf_compress.analysis import classification_metrics
 from tf_compress.analysis import model_stats
 from tf_compress.config import TrainConfig
@@ -44,8 +46,8 @@ __all__ = [
     "__version__", "analysis", "analyze_arrays", "analyze_dataset",
     "build_model", "check_model", "classification_metrics",
     "configure_logical_cpus", "data", "DataError", "DatasetSplits",
-    "enable_determinism", "keras", "load_dataset", "load_model",
-    "make_strategy", "model_stats", "ModelError", "models", "register",
+    "enable_determinism", "export", "keras", "load_dataset", "load_model",
+    "make_strategy", "model_stats", "ModelError", "models", "pruning", "register",
     "run", "save_model", "set_seed", "TfCompressError", "TrainConfig",
     "UserInputError",
 ]

@@ -5,11 +5,15 @@ from typing import Optional, Tuple
 
 from tf_compress.errors import UserInputError
 
-__all__ = ["TrainConfig", "NORMALIZATIONS", "CLASS_WEIGHTS", "OPTIMIZERS"]
+__all__ = ["TrainConfig", "NORMALIZATIONS", "CLASS_WEIGHTS", "OPTIMIZERS",
+           "PRUNE_SCHEDULES", "PRUNE_SCOPES", "SLICE_CRITERIA"]
 
 NORMALIZATIONS = ("scale", "standardize", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+PRUNE_SCHEDULES = ("constant", "polynomial")
+PRUNE_SCOPES = ("layer", "global")
+SLICE_CRITERIA = ("l1", "l2", "bn_gamma")
 
 
 def _fail(field, value, expected):
@@ -41,6 +45,19 @@ class TrainConfig:
     strategy: `default` or `mirrored`.
     num_cpu_devices: logical CPU devices for `mirrored` without a GPU.
     verbose: Keras verbosity (0 silent, 1 progress bar, 2 one line/epoch).
+    prune_sparsity: target sparsity of the `pruned` variant; None: no
+      magnitude pruning (unless `prune_m_by_n` is set).
+    prune_schedule: `constant` or `polynomial`.
+    prune_begin_epoch: fine-tuning epoch at which pruning starts.
+    prune_end_epoch: epoch at which the target is reached; None: two thirds
+      of `finetune_epochs` for the polynomial schedule.
+    prune_frequency: steps between mask updates.
+    prune_scope: `layer` or `global` (one threshold across layers).
+    prune_m_by_n: an M:N pattern such as "2:4"; None: unstructured.
+    slice_ratio: share of filters/units removed for the `sliced` variant;
+      None: no slicing.
+    slice_criterion: `l1`, `l2` or `bn_gamma`.
+    finetune_epochs: fine-tuning epochs of each compressed variant.
   """
   output_dir: str = "tf_compress_run"
   dataset: str = "digits"
@@ -61,6 +78,16 @@ class TrainConfig:
   strategy: str = "default"
   num_cpu_devices: int = 2
   verbose: int = 1
+  prune_sparsity: Optional[float] = None
+  prune_schedule: str = "polynomial"
+  prune_begin_epoch: float = 0.0
+  prune_end_epoch: Optional[float] = None
+  prune_frequency: int = 10
+  prune_scope: str = "layer"
+  prune_m_by_n: Optional[str] = None
+  slice_ratio: Optional[float] = None
+  slice_criterion: str = "l1"
+  finetune_epochs: int = 10
 
   def __post_init__(self):
     if not isinstance(self.output_dir, str) or not self.output_dir:
@@ -104,6 +131,46 @@ class TrainConfig:
       _fail("num_cpu_devices", self.num_cpu_devices, ">= 1")
     if self.verbose not in (0, 1, 2):
       _fail("verbose", self.verbose, "0, 1 or 2")
+    self._check_compression()
+
+  def _check_compression(self):
+    """Validates the pruning and slicing fields."""
+    if self.prune_sparsity is not None and not (
+        0.0 <= self.prune_sparsity < 1.0):
+      _fail("prune_sparsity", self.prune_sparsity, "in [0, 1)")
+    if self.prune_schedule not in PRUNE_SCHEDULES:
+      _fail("prune_schedule", self.prune_schedule,
+            f"one of {PRUNE_SCHEDULES}")
+    if self.prune_begin_epoch < 0:
+      _fail("prune_begin_epoch", self.prune_begin_epoch, ">= 0")
+    if self.prune_end_epoch is not None:
+      if self.prune_end_epoch <= self.prune_begin_epoch:
+        _fail("prune_end_epoch", self.prune_end_epoch,
+              f"after prune_begin_epoch ({self.prune_begin_epoch:g})")
+      if self.prune_end_epoch > self.finetune_epochs:
+        _fail("prune_end_epoch", self.prune_end_epoch,
+              f"at most finetune_epochs ({self.finetune_epochs})")
+    if self.prune_begin_epoch >= self.finetune_epochs and (
+        self.prune_sparsity is not None):
+      _fail("prune_begin_epoch", self.prune_begin_epoch,
+            f"before finetune_epochs ({self.finetune_epochs})")
+    if int(self.prune_frequency) < 1:
+      _fail("prune_frequency", self.prune_frequency, ">= 1 (steps)")
+    if self.prune_scope not in PRUNE_SCOPES:
+      _fail("prune_scope", self.prune_scope, f"one of {PRUNE_SCOPES}")
+    if self.prune_m_by_n is not None:
+      parts = str(self.prune_m_by_n).split(":")
+      if len(parts) != 2 or not all(p.isdigit() for p in parts) or not (
+          0 < int(parts[0]) < int(parts[1])):
+        _fail("prune_m_by_n", self.prune_m_by_n,
+              "'M:N' with 0 < M < N, such as '2:4'")
+    if self.slice_ratio is not None and not 0.0 <= self.slice_ratio < 1.0:
+      _fail("slice_ratio", self.slice_ratio, "in [0, 1)")
+    if self.slice_criterion not in SLICE_CRITERIA:
+      _fail("slice_criterion", self.slice_criterion,
+            f"one of {SLICE_CRITERIA}")
+    if int(self.finetune_epochs) < 1:
+      _fail("finetune_epochs", self.finetune_epochs, ">= 1")
 
   def to_dict(self):
     """Returns the fields as a JSON-safe dict."""

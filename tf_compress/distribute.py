@@ -59,6 +59,10 @@ def make_strategy(name="default", num_cpu_devices=2):
     if gpus:
       return tf.distribute.MirroredStrategy([d.name for d in gpus])
     devices = configure_logical_cpus(num_cpu_devices)[:num_cpu_devices]
-    return tf.distribute.MirroredStrategy(devices)
+    # Collective all-reduce on logical CPUs shares instance keys between
+    # strategies of one process, and one aborted collective poisons the rest;
+    # reducing through one device avoids collectives and costs little here.
+    return tf.distribute.MirroredStrategy(
+        devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
   raise UserInputError(f"unknown strategy {name!r}: expected one of "
                        f"{', '.join(STRATEGIES)}")

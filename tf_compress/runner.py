@@ -12,6 +12,7 @@ from tf_compress import data as data_lib
 from tf_compress import distribute
 from tf_compress import models as models_lib
 from tf_compress import repro
+from tf_compress import variants as variants_lib
 from tf_compress._keras import keras
 from tf_compress.analysis import classification_metrics
 from tf_compress.analysis import environment_info
@@ -115,11 +116,29 @@ def _history_dict(history):
           for key, values in history.history.items()}
 
 
-def run(config: TrainConfig, argv=None):
-  """Trains and evaluates the baseline, then writes the run's artifacts.
+def _record_variant(name, model, splits, config, output_dir, extra):
+  """Saves `model` as `<name>.keras` and returns its report entry."""
+  model_path = os.path.join(output_dir, f"{name}.keras")
+  if model.optimizer is None:
+    compile_model(model, config)
+  models_lib.save_model(model, model_path, include_optimizer=False)
+  entry = {"name": name}
+  entry.update(evaluate_model(model, splits, top_k=config.top_k))
+  entry.update(model_stats(model, saved_path=model_path))
+  entry["model_path"] = os.path.basename(model_path)
+  entry.update(extra)
+  return entry
 
-  Writes into `config.output_dir`: `report.json`, `baseline.keras`,
-  `history.json` and `training_curves.png`, each atomically.
+
+def run(config: TrainConfig, argv=None):
+  """Trains the baseline and the configured compressed variants.
+
+  The baseline is trained first; each compressed variant (`pruned` with
+  `prune_sparsity`/`prune_m_by_n`, `sliced` with `slice_ratio`) starts from
+  a copy of it and is fine-tuned. Every variant is evaluated on the test
+  split. Writes into `config.output_dir`, each file atomically:
+  `report.json`, `<variant>.keras`, `history.json` and the training-curve
+  PNGs.
 
   Args:
     config: the run configuration.
@@ -156,24 +175,42 @@ def run(config: TrainConfig, argv=None):
       splits.train(config.batch_size, seed=config.seed),
       validation_data=validation, epochs=config.epochs,
       class_weight=_class_weights(config, splits), verbose=config.verbose)
-  train_seconds = time.perf_counter() - started
+  timing = {"baseline_train_seconds": round(time.perf_counter() - started, 3)}
   histories = {"baseline": _history_dict(history)}
   atomic_write_json(os.path.join(output_dir, "history.json"), histories)
 
-  model_path = os.path.join(output_dir, "baseline.keras")
-  models_lib.save_model(model, model_path)
-  variant = {"name": "baseline"}
-  variant.update(evaluate_model(model, splits, top_k=config.top_k))
-  variant.update(model_stats(model, saved_path=model_path))
-  variant["model_path"] = os.path.basename(model_path)
+  baseline_extra = {"sparsity": variants_lib.sparsity_report(model)}
+  baseline_extra.update(variants_lib.macs_report(model))
+  entries = [_record_variant("baseline", model, splits, config, output_dir,
+                             baseline_extra)]
+  compile_fn = lambda m: compile_model(m, config)
+  builders = []
+  if variants_lib.pruning_config_for(config) is not None:
+    builders.append(("pruned", variants_lib.build_pruned))
+  if config.slice_ratio is not None:
+    builders.append(("sliced", variants_lib.build_sliced))
+  for name, builder in builders:
+    started = time.perf_counter()
+    result = builder(model, splits, config, strategy, compile_fn)
+    timing[f"{name}_train_seconds"] = round(time.perf_counter() - started, 3)
+    histories[name] = result.history
+    atomic_write_json(os.path.join(output_dir, "history.json"), histories)
+    entries.append(_record_variant(name, result.model, splits, config,
+                                   output_dir, result.extra))
 
   plot_training_curves(histories["baseline"],
                        os.path.join(output_dir, "training_curves.png"),
                        title=f"baseline ({model.name}) on {splits.name}")
+  plots = {"baseline": "training_curves.png"}
+  for name, history in histories.items():
+    if name != "baseline" and history:
+      plots[name] = f"training_curves_{name}.png"
+      plot_training_curves(history, os.path.join(output_dir, plots[name]),
+                           title=f"{name} fine-tuning on {splits.name}")
   report = {
       "schema_version": REPORT_SCHEMA_VERSION,
       "dataset": analysis,
-      "variants": [variant],
+      "variants": entries,
       "history": histories,
       "config": config.to_dict(),
       "command": list(argv) if argv is not None else None,
@@ -182,9 +219,10 @@ def run(config: TrainConfig, argv=None):
           "report": REPORT_NAME,
           "history": "history.json",
           "training_curves": "training_curves.png",
-          "models": {"baseline": variant["model_path"]},
+          "training_curves_per_variant": plots,
+          "models": {e["name"]: e["model_path"] for e in entries},
       },
-      "timing": {"baseline_train_seconds": round(train_seconds, 3)},
+      "timing": timing,
   }
   atomic_write_json(os.path.join(output_dir, REPORT_NAME), report)
   return report

@@ -85,6 +85,40 @@ _VERBOSE = flags.DEFINE_integer(
     "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
     lower_bound=0, upper_bound=2)
 
+_PRUNE_SPARSITY = flags.DEFINE_float(
+    "prune_sparsity", None, "Target sparsity of the `pruned` variant "
+    "(magnitude pruning with tfmot); unset: no pruned variant.",
+    lower_bound=0.0, upper_bound=0.99)
+_PRUNE_SCHEDULE = flags.DEFINE_enum(
+    "prune_schedule", _DEFAULTS.prune_schedule, config_lib.PRUNE_SCHEDULES,
+    "Sparsity schedule over the fine-tuning epochs.")
+_PRUNE_BEGIN_EPOCH = flags.DEFINE_float(
+    "prune_begin_epoch", _DEFAULTS.prune_begin_epoch,
+    "Fine-tuning epoch at which pruning starts.", lower_bound=0.0)
+_PRUNE_END_EPOCH = flags.DEFINE_float(
+    "prune_end_epoch", None, "Epoch at which the target sparsity is "
+    "reached; default: two thirds of --finetune_epochs.", lower_bound=0.0)
+_PRUNE_FREQUENCY = flags.DEFINE_integer(
+    "prune_frequency", _DEFAULTS.prune_frequency,
+    "Optimizer steps between pruning mask updates.", lower_bound=1)
+_PRUNE_SCOPE = flags.DEFINE_enum(
+    "prune_scope", _DEFAULTS.prune_scope, config_lib.PRUNE_SCOPES,
+    "layer: every layer reaches the target; global: one magnitude "
+    "threshold across all pruned layers.")
+_PRUNE_M_BY_N = flags.DEFINE_string(
+    "prune_m_by_n", None, "Structured M:N sparsity such as 2:4 (M zeros in "
+    "every N weights), with tfmot's sparsity_m_by_n.")
+_SLICE_RATIO = flags.DEFINE_float(
+    "slice_ratio", None, "Share of the filters/units to remove for the "
+    "`sliced` variant; unset: no sliced variant.", lower_bound=0.0,
+    upper_bound=0.99)
+_SLICE_CRITERION = flags.DEFINE_enum(
+    "slice_criterion", _DEFAULTS.slice_criterion, config_lib.SLICE_CRITERIA,
+    "How filters are ranked for slicing.")
+_FINETUNE_EPOCHS = flags.DEFINE_integer(
+    "finetune_epochs", _DEFAULTS.finetune_epochs,
+    "Fine-tuning epochs of each compressed variant.", lower_bound=1)
+
 
 flags.register_validator("image_size", cli_utils.image_size_validator)
 
@@ -94,6 +128,26 @@ flags.register_validator("image_size", cli_utils.image_size_validator)
     message="--validation_fraction + --test_fraction must be below 1")
 def _check_fractions(values):
   return values["validation_fraction"] + values["test_fraction"] < 1.0
+
+
+@flags.multi_flags_validator(
+    ["prune_begin_epoch", "prune_end_epoch", "finetune_epochs"],
+    message="--prune_end_epoch must be after --prune_begin_epoch and at most "
+    "--finetune_epochs")
+def _check_prune_epochs(values):
+  end = values["prune_end_epoch"]
+  return end is None or (values["prune_begin_epoch"] < end <=
+                         values["finetune_epochs"])
+
+
+@flags.validator("prune_m_by_n", message="--prune_m_by_n must be M:N with "
+                 "0 < M < N, such as 2:4")
+def _check_m_by_n(value):
+  if value is None:
+    return True
+  parts = value.split(":")
+  return (len(parts) == 2 and all(p.isdigit() for p in parts) and
+          0 < int(parts[0]) < int(parts[1]))
 
 
 def config_from_flags():
@@ -118,6 +172,16 @@ def config_from_flags():
       strategy=_STRATEGY.value,
       num_cpu_devices=_NUM_CPU_DEVICES.value,
       verbose=_VERBOSE.value,
+      prune_sparsity=_PRUNE_SPARSITY.value,
+      prune_schedule=_PRUNE_SCHEDULE.value,
+      prune_begin_epoch=_PRUNE_BEGIN_EPOCH.value,
+      prune_end_epoch=_PRUNE_END_EPOCH.value,
+      prune_frequency=_PRUNE_FREQUENCY.value,
+      prune_scope=_PRUNE_SCOPE.value,
+      prune_m_by_n=_PRUNE_M_BY_N.value,
+      slice_ratio=_SLICE_RATIO.value,
+      slice_criterion=_SLICE_CRITERION.value,
+      finetune_epochs=_FINETUNE_EPOCHS.value,
   )
 
 

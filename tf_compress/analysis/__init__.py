@@ -1,6 +1,7 @@
 """Results analysis: metrics, model statistics, plots and run environment."""
 
 from tf_compress.analysis.environment import environment_info
+from tf_compress.analysis.flops import count_macs
 from tf_compress.analysis.metrics import balanced_accuracy
 from tf_compress.analysis.metrics import classification_metrics
 from tf_compress.analysis.metrics import confusion_matrix
@@ -12,7 +13,7 @@ from tf_compress.analysis.model_stats import keras_file_bytes
 from tf_compress.analysis.model_stats import model_stats
 from tf_compress.analysis.plots import plot_training_curves
 
-__all__ = ["balanced_accuracy", "classification_metrics", "confusion_matrix",
+__all__ = ["balanced_accuracy", "classification_metrics", "confusion_matrix", "count_macs",
            "count_nonzero_params", "count_params", "environment_info",
            "keras_file_bytes", "model_stats", "per_class_accuracy",
            "plot_training_curves", "top_k_accuracy"]

@@ -82,7 +82,19 @@ def load_model(path, custom_objects=None):
   return model
 
 
-def save_model(model, path):
+def _without_optimizer(model, include_optimizer):
+  """The model to save: a weight-identical uncompiled copy if asked."""
+  if include_optimizer or model.optimizer is None:
+    return model
+  try:
+    copy = keras.models.clone_model(model)
+  except (ValueError, TypeError):  # subclassed models cannot be cloned
+    return model
+  copy.set_weights(model.get_weights())
+  return copy
+
+
+def save_model(model, path, include_optimizer=True):
   """Saves `model` to `path` atomically (temporary file, then rename).
 
   An interrupted save never leaves a truncated file under the final name.
@@ -90,6 +102,8 @@ def save_model(model, path):
   Args:
     model: a tf_keras model.
     path: destination ending in `.keras` or `.h5`.
+    include_optimizer: also save the optimizer state (to resume training);
+      False gives the deployable size.
 
   Returns:
     The size of the written file in bytes.
@@ -101,7 +115,7 @@ def save_model(model, path):
   fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
   os.close(fd)
   try:
-    model.save(tmp, overwrite=True)
+    _without_optimizer(model, include_optimizer).save(tmp, overwrite=True)
     with open(tmp, "rb") as handle:
       os.fsync(handle.fileno())
     os.replace(tmp, path)

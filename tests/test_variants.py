@@ -1,0 +1,131 @@
+"""The train command's compressed variants: `pruned` and `sliced`."""
+
+import json
+
+import numpy as np
+import pytest
+from absl import app
+from absl.testing import flagsaver
+
+import tf_compress
+from tf_compress import train
+from tf_compress import variants
+from tf_compress.cli_utils import parse_flags_or_exit
+
+
+def _config(output_dir, **overrides):
+  values = dict(output_dir=str(output_dir), epochs=3, finetune_epochs=3,
+                verbose=0, deterministic=True, seed=3, prune_sparsity=0.8,
+                prune_frequency=5, slice_ratio=0.5)
+  values.update(overrides)
+  return tf_compress.TrainConfig(**values)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+  out = tmp_path_factory.mktemp("variants")
+  return out, tf_compress.run(_config(out))
+
+
+def _variant(report, name):
+  return {v["name"]: v for v in report["variants"]}[name]
+
+
+def test_variants_present_with_common_metrics(report):
+  out, rep = report
+  assert [v["name"] for v in rep["variants"]] == ["baseline", "pruned",
+                                                  "sliced"]
+  for entry in rep["variants"]:
+    for key in ("top1", "topk", "per_class_accuracy", "balanced_accuracy",
+                "params", "nonzero_params", "keras_bytes", "sparsity",
+                "macs"):
+      assert key in entry, (entry["name"], key)
+    assert (out / entry["model_path"]).stat().st_size == entry["keras_bytes"]
+  assert set(rep["history"]) == {"baseline", "pruned", "sliced"}
+  assert len(rep["history"]["pruned"]["loss"]) == 3
+  assert json.loads((out / "report.json").read_text()) == rep
+  assert (out / "training_curves_pruned.png").exists()
+
+
+def test_pruned_reaches_target_sparsity(report):
+  out, rep = report
+  pruned = _variant(rep, "pruned")
+  assert pruned["sparsity"]["overall"] == pytest.approx(0.8, abs=0.01)
+  assert {r["layer"] for r in pruned["sparsity"]["per_layer"]} == {
+      "conv1", "conv2", "fc1", "logits"}
+  baseline = _variant(rep, "baseline")
+  assert pruned["params"] == baseline["params"]
+  assert pruned["nonzero_params"] < 0.25 * baseline["params"]
+  assert pruned["macs"] == baseline["macs"]
+  assert pruned["top1"] > 0.85
+  saved = tf_compress.load_model(out / "pruned.keras")
+  kernel = saved.get_layer("fc1").get_weights()[0]
+  assert np.mean(kernel == 0) == pytest.approx(0.8, abs=0.01)
+
+
+def test_sliced_is_smaller_and_cheaper(report):
+  _, rep = report
+  sliced, baseline = _variant(rep, "sliced"), _variant(rep, "baseline")
+  assert sliced["params"] < 0.5 * baseline["params"]
+  assert baseline["macs"] / sliced["macs"] >= 2.0
+  assert sliced["slicing"]["macs_before"] == baseline["macs"]
+  assert sliced["slicing"]["removed"]["conv1"] == 16
+  assert sliced["top1"] > 0.85
+
+
+def test_pruning_config_mapping():
+  config = _config("/tmp/x", prune_scope="global", prune_schedule="constant")
+  prune = variants.pruning_config_for(config)
+  assert (prune.target_sparsity, prune.scope, prune.schedule,
+          prune.frequency) == (0.8, "global", "constant", 5)
+  assert variants.pruning_config_for(
+      _config("/tmp/x", prune_sparsity=None)) is None
+  poly = variants.pruning_config_for(_config("/tmp/x", finetune_epochs=9))
+  assert poly.end_epoch == 6
+  m_by_n = variants.pruning_config_for(
+      _config("/tmp/x", prune_sparsity=None, prune_m_by_n="2:4"))
+  assert m_by_n.m_by_n == (2, 4) and m_by_n.target_sparsity == 0.5
+
+
+def test_global_and_m_by_n_variants_under_mirrored(logical_cpus, tmp_path):
+  rep = tf_compress.run(_config(tmp_path, strategy="mirrored",
+                                prune_scope="global", slice_ratio=None,
+                                epochs=1, finetune_epochs=2))
+  pruned = _variant(rep, "pruned")
+  assert pruned["sparsity"]["overall"] == pytest.approx(0.8, abs=0.01)
+  per_layer = {r["layer"]: r["sparsity"] for r in
+               pruned["sparsity"]["per_layer"]}
+  assert max(per_layer.values()) - min(per_layer.values()) > 0.05
+  rep = tf_compress.run(_config(tmp_path, prune_sparsity=None,
+                                prune_m_by_n="2:4", slice_ratio=None,
+                                epochs=1, finetune_epochs=1))
+  saved = tf_compress.load_model(tmp_path / "pruned.keras")
+  kernel = saved.get_layer("fc1").get_weights()[0]  # (in, out)
+  groups = kernel.T.reshape(kernel.shape[1], -1, 4)
+  assert (np.sum(groups == 0, axis=-1) >= 2).all()
+
+
+def _cli(argv, capsys):
+  with flagsaver.flagsaver():
+    with pytest.raises(SystemExit) as info:
+      app.run(train.main, argv=["train"] + argv,
+              flags_parser=parse_flags_or_exit)
+  return info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--prune_sparsity=1.0"], "prune_sparsity"),
+    (["--prune_sparsity=-0.1"], "prune_sparsity"),
+    (["--prune_sparsity=0.5", "--prune_begin_epoch=3",
+      "--prune_end_epoch=2"], "--prune_end_epoch must be after"),
+    (["--prune_m_by_n=4:2"], "prune_m_by_n"),
+    (["--slice_ratio=1.5"], "slice_ratio"),
+    (["--slice_criterion=random"], "slice_criterion"),
+    (["--slice_ratio=0.99", "--epochs=1"], "remove"),
+], ids=["sparsity-1", "sparsity-neg", "end-before-begin", "m-by-n",
+        "slice-range", "criterion", "slice-everything"])
+def test_bad_compression_flags_exit_2(argv, expect, tmp_path, capsys):
+  code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"],
+                     capsys)
+  assert code == 2
+  assert lines[-1].startswith("error: ") and expect in lines[-1], lines

@@ -1,0 +1,46 @@
+"""Pruning: magnitude pruning built on tfmot, with global scope and M:N.
+
+    from tf_compress import pruning
+
+    config = pruning.PruningConfig(target_sparsity=0.8, scope="global")
+    pruned = pruning.prune_model(model, config, steps_per_epoch=40)
+    pruned.compile(...)
+    pruned.fit(data, epochs=4, callbacks=[pruning.PruningCallback()])
+    export = pruning.strip_pruning(pruned)
+"""
+
+from tf_compress.pruning._wrappers import find_pruning_wrappers
+from tf_compress.pruning.callbacks import PruningCallback
+from tf_compress.pruning.config import parse_m_by_n
+from tf_compress.pruning.config import PruningConfig
+from tf_compress.pruning.global_pruning import global_masks
+from tf_compress.pruning.magnitude import load_pruned_model
+from tf_compress.pruning.magnitude import prune_model
+from tf_compress.pruning.magnitude import pruning_custom_objects
+from tf_compress.pruning.magnitude import selected_layers
+from tf_compress.pruning.magnitude import strip_pruning
+from tf_compress.pruning.schedules import GlobalSparsity
+from tf_compress.pruning.schedules import make_pruning_schedule
+from tf_compress.pruning.schedules import MbyNSparsity
+from tf_compress.pruning.stats import format_sparsity_table
+from tf_compress.pruning.stats import overall_sparsity
+from tf_compress.pruning.stats import sparsity_table
+from tf_compress.pruning.slicing import channel_scores
+from tf_compress.pruning.slicing import CRITERIA
+from tf_compress.pruning.slicing import mask_channels
+from tf_compress.pruning.slicing import slice_masked_model
+from tf_compress.pruning.slicing import slice_model
+from tf_compress.pruning.slicing import SliceResult
+from tf_compress.pruning.slicing_callback import SlicingCallback
+
+__all__ = [
+    # Magnitude pruning (tfmot).
+    "find_pruning_wrappers", "format_sparsity_table", "global_masks",
+    "GlobalSparsity", "load_pruned_model", "make_pruning_schedule",
+    "MbyNSparsity", "overall_sparsity", "parse_m_by_n", "prune_model",
+    "PruningCallback", "PruningConfig", "pruning_custom_objects",
+    "selected_layers", "sparsity_table", "strip_pruning",
+    # Structured slicing.
+    "channel_scores", "CRITERIA", "mask_channels", "slice_masked_model",
+    "slice_model", "SliceResult", "SlicingCallback",
+]

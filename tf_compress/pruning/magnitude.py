@@ -1,0 +1,237 @@
+"""Magnitude pruning of a Keras model with tfmot's `prune_low_magnitude`.
+
+`prune_model` copies the caller's model, then wraps the selected layers of
+the copy with tfmot's `PruneLowMagnitude` (tfmot's wrappers reuse the layer
+objects they wrap, so wrapping the caller's layers would prune the caller's
+kernels too). Train the result with `PruningCallback`, then export it with
+`strip_pruning`.
+"""
+
+import re
+
+import tensorflow_model_optimization as tfmot
+
+from tf_compress._keras import check_model, keras
+from tf_compress.errors import ModelError, UserInputError
+from tf_compress.models.persistence import load_model
+from tf_compress.pruning import schedules
+from tf_compress.pruning._wrappers import find_pruning_wrappers
+from tf_compress.pruning._wrappers import is_graph_model
+from tf_compress.pruning._wrappers import iter_layers
+from tf_compress.pruning._wrappers import prunable_status
+from tf_compress.pruning._wrappers import prunable_weights
+from tf_compress.pruning._wrappers import PruneLowMagnitude
+from tf_compress.pruning.config import PruningConfig
+
+__all__ = ["prune_model", "strip_pruning", "load_pruned_model",
+           "pruning_custom_objects", "selected_layers"]
+
+_MAKE_PRUNABLE = (
+    "make it prunable by implementing tfmot.sparsity.keras.PrunableLayer "
+    "(a get_prunable_weights() method returning the kernels to prune), or "
+    "leave it out with PruningConfig.include (layer name patterns) or "
+    "PruningConfig.layer_types")
+
+
+def _check_graph_model(model, what):
+  if not is_graph_model(model):
+    raise ModelError(
+        f"{what} needs a Sequential or Functional model, got the subclassed "
+        f"model {model.name!r} ({type(model).__name__}), whose layers tfmot "
+        "cannot reach: build it with the Functional API, or prune its "
+        "Functional sub-model (e.g. the student) before wrapping it")
+
+
+def selected_layers(model, config):
+  """The layers `prune_model(model, config)` wraps, as `[(path, layer)]`.
+
+  Args:
+    model: a built Sequential or Functional model.
+    config: a `PruningConfig`.
+
+  Returns:
+    `(path, layer)` pairs in model order; `path` is `outer/inner` for layers
+    of nested models.
+
+  Raises:
+    TypeError: for a Keras 3 model.
+    ModelError: a selected layer cannot be pruned, or none is selected.
+  """
+  check_model(model)
+  patterns = [re.compile(p) for p in config.include]
+  chosen = []
+  for path, layer in iter_layers(model, into_subclassed=False):
+    if patterns and not any(
+        p.fullmatch(layer.name) or p.fullmatch(path) for p in patterns):
+      continue
+    if config.layer_types and not any(
+        cls.__name__ in config.layer_types for cls in type(layer).__mro__):
+      continue
+    status = prunable_status(layer)
+    if status == "nothing":
+      continue
+    if status == "unprunable":
+      kind = ("sub-model" if isinstance(layer, keras.Model) else "layer")
+      raise ModelError(
+          f"{kind} {path!r} ({type(layer).__name__}) was selected for "
+          f"pruning, but tfmot cannot prune it: {_MAKE_PRUNABLE}")
+    chosen.append((path, layer))
+  if config.keep_first:
+    chosen = chosen[1:]
+  if config.keep_last:
+    chosen = chosen[:-1]
+  if not chosen:
+    raise ModelError(
+        f"no layer of model {model.name!r} is selected for pruning (include="
+        f"{list(config.include)}, layer_types={list(config.layer_types)}, "
+        f"keep_first={config.keep_first}, keep_last={config.keep_last}); "
+        "widen the selection")
+  if config.m_by_n is not None:
+    for path, layer in chosen:
+      for weight in prunable_weights(layer):
+        if weight.shape.rank not in (2, 4):
+          raise ModelError(
+              f"m_by_n={config.m_by_n} needs rank-2 (Dense) or rank-4 "
+              f"(Conv2D) kernels, but layer {path!r} prunes a weight of "
+              f"shape {tuple(weight.shape)}: leave it out with "
+              "PruningConfig.include or layer_types")
+  return chosen
+
+
+def _copy_layer(layer):
+  # Keras' default clone rebuilds a nested model from its config, which
+  # needs every custom layer class inside to be registered; cloning layer
+  # by layer uses the classes themselves.
+  if isinstance(layer, keras.Model) and is_graph_model(layer):
+    return keras.models.clone_model(layer, clone_function=_copy_layer)
+  return layer.__class__.from_config(layer.get_config())
+
+
+def _copy_model(model):
+  try:
+    copy = keras.models.clone_model(model, clone_function=_copy_layer)
+  except Exception as exc:  # pylint: disable=broad-except
+    raise ModelError(
+        f"could not copy model {model.name!r} before pruning "
+        f"({type(exc).__name__}: {exc}); every custom layer needs a "
+        "get_config() returning its constructor arguments") from None
+  copy.set_weights(model.get_weights())
+  return copy
+
+
+def prune_model(model, config, steps_per_epoch=None):
+  """Returns a copy of `model` whose selected layers tfmot prunes in training.
+
+  The caller's model and its weights are never changed. Compile the result
+  and train it with `PruningCallback` (which also does tfmot's
+  `UpdatePruningStep` job).
+
+  Args:
+    model: a built tf_keras Sequential or Functional model (nested
+      Sequential/Functional sub-models are pruned too).
+    config: a `PruningConfig`.
+    steps_per_epoch: training steps per epoch, needed when the config's
+      begin or end is in epochs.
+
+  Returns:
+    A new, uncompiled `keras.Model` with `PruneLowMagnitude` wrappers.
+
+  Raises:
+    TypeError: for a Keras 3 model.
+    ModelError: the model is subclassed or not built, or a selected layer
+      cannot be pruned.
+    UserInputError: a bad config or steps_per_epoch.
+  """
+  check_model(model)
+  if not isinstance(config, PruningConfig):
+    raise UserInputError(
+        f"config must be a PruningConfig, got {type(config).__name__}")
+  _check_graph_model(model, "prune_model")
+  if not model.built or not model.inputs:
+    raise ModelError(
+        f"model {model.name!r} is not built: give it an Input (or call "
+        "build(input_shape)) before pruning")
+  if find_pruning_wrappers(model):
+    raise ModelError(
+        f"model {model.name!r} already has pruning wrappers; strip them "
+        "with strip_pruning first, or keep training the pruned model")
+  schedule = schedules.make_pruning_schedule(config, steps_per_epoch)
+  wrap_args = {"pruning_schedule": schedule}
+  if config.m_by_n is not None:
+    wrap_args = {"pruning_schedule": schedules.MbyNSparsity(*config.m_by_n),
+                 "sparsity_m_by_n": config.m_by_n}
+  elif config.scope == "global":
+    wrap_args = {"pruning_schedule": schedules.GlobalSparsity(schedule)}
+
+  copy = _copy_model(model)
+  chosen = {id(layer) for _, layer in selected_layers(copy, config)}
+
+  def wrap(layer):
+    if isinstance(layer, keras.Model) and is_graph_model(layer):
+      return keras.models.clone_model(layer, clone_function=wrap)
+    if id(layer) in chosen:
+      return tfmot.sparsity.keras.prune_low_magnitude(layer, **wrap_args)
+    return layer
+
+  return keras.models.clone_model(copy, clone_function=wrap)
+
+
+def strip_pruning(model):
+  """Returns a plain Keras copy of a pruned model, for export.
+
+  tfmot's `strip_pruning` removes the wrappers; the result is then copied
+  again with each kernel multiplied by its mask, so it shares no layer or
+  variable with `model` and its zeros are exact whatever step training
+  stopped at.
+
+  Args:
+    model: a Sequential or Functional model with pruning wrappers (a model
+      without any is simply copied).
+
+  Returns:
+    A new, uncompiled `keras.Model` with the original layer classes.
+
+  Raises:
+    TypeError: for a Keras 3 model.
+    ModelError: for a subclassed model.
+  """
+  check_model(model)
+  _check_graph_model(model, "strip_pruning")
+  masked = {}
+  for _, wrapper in find_pruning_wrappers(model):
+    for weight, mask, _ in wrapper.pruning_vars:
+      masked[id(weight)] = (weight * mask).numpy()
+  shared = tfmot.sparsity.keras.strip_pruning(model)
+  values = [masked[id(v)] if id(v) in masked else v.numpy()
+            for v in shared.weights]
+  export = keras.models.clone_model(shared)
+  export.set_weights(values)
+  return export
+
+
+def pruning_custom_objects():
+  """The Keras custom objects a saved pruned model needs to load."""
+  objects = {"PruneLowMagnitude": PruneLowMagnitude}
+  for cls in (schedules.GlobalSparsity, schedules.MbyNSparsity):
+    objects[keras.utils.get_registered_name(cls)] = cls
+  return objects
+
+
+def load_pruned_model(path):
+  """Loads a model saved in the middle of pruning (`.keras` or `.h5`).
+
+  Masks, thresholds and each wrapper's `pruning_step` are weights, so they
+  come back, and training with `PruningCallback` continues the schedule
+  where it stopped (the optimizer too, when it was saved).
+
+  Args:
+    path: the saved file.
+
+  Returns:
+    The model, with its pruning wrappers (compiled when saved compiled).
+
+  Raises:
+    ModelError: the file is missing, corrupt or not a Keras 2 model.
+  """
+  with tfmot.sparsity.keras.prune_scope():
+    return load_model(path, custom_objects=pruning_custom_objects())
