@@ -73,6 +73,23 @@ def test_sliced_is_smaller_and_cheaper(report):
   assert sliced["top1"] > 0.85
 
 
+def test_every_variant_exported_and_verified(report):
+  out, rep = report
+  for entry in rep["variants"]:
+    modes = {e["mode"]: e for e in entry["tflite"]}
+    assert set(modes) == {"float32", "int8"}, entry["name"]
+    assert modes["float32"]["agreement"] == 1.0
+    assert modes["int8"]["agreement"] >= 0.97
+    assert modes["int8"]["kernel_dtypes"] == {"int8": 4}
+    assert (out / modes["int8"]["path"]).exists()
+  pruned = _variant(rep, "pruned")["tflite"][0]
+  baseline = _variant(rep, "baseline")["tflite"][0]
+  assert pruned["kernel_nonzero_fraction"] == pytest.approx(0.2, abs=0.01)
+  assert baseline["gzip_bytes"] / pruned["gzip_bytes"] >= 3.0
+  sliced = _variant(rep, "sliced")["tflite"][0]
+  assert sliced["bytes"] < 0.5 * baseline["bytes"]
+
+
 def test_pruning_config_mapping():
   config = _config("/tmp/x", prune_scope="global", prune_schedule="constant")
   prune = variants.pruning_config_for(config)
@@ -90,7 +107,7 @@ def test_pruning_config_mapping():
 def test_global_and_m_by_n_variants_under_mirrored(logical_cpus, tmp_path):
   rep = tf_compress.run(_config(tmp_path, strategy="mirrored",
                                 prune_scope="global", slice_ratio=None,
-                                epochs=1, finetune_epochs=2))
+                                epochs=1, finetune_epochs=2, export=()))
   pruned = _variant(rep, "pruned")
   assert pruned["sparsity"]["overall"] == pytest.approx(0.8, abs=0.01)
   per_layer = {r["layer"]: r["sparsity"] for r in
@@ -98,7 +115,7 @@ def test_global_and_m_by_n_variants_under_mirrored(logical_cpus, tmp_path):
   assert max(per_layer.values()) - min(per_layer.values()) > 0.05
   rep = tf_compress.run(_config(tmp_path, prune_sparsity=None,
                                 prune_m_by_n="2:4", slice_ratio=None,
-                                epochs=1, finetune_epochs=1))
+                                epochs=1, finetune_epochs=1, export=()))
   saved = tf_compress.load_model(tmp_path / "pruned.keras")
   kernel = saved.get_layer("fc1").get_weights()[0]  # (in, out)
   groups = kernel.T.reshape(kernel.shape[1], -1, 4)
@@ -121,9 +138,10 @@ def _cli(argv, capsys):
     (["--prune_m_by_n=4:2"], "prune_m_by_n"),
     (["--slice_ratio=1.5"], "slice_ratio"),
     (["--slice_criterion=random"], "slice_criterion"),
+    (["--export=int4"], "--export"),
     (["--slice_ratio=0.99", "--epochs=1"], "remove"),
 ], ids=["sparsity-1", "sparsity-neg", "end-before-begin", "m-by-n",
-        "slice-range", "criterion", "slice-everything"])
+        "slice-range", "criterion", "export-mode", "slice-everything"])
 def test_bad_compression_flags_exit_2(argv, expect, tmp_path, capsys):
   code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"],
                      capsys)

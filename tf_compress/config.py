@@ -6,7 +6,7 @@ from typing import Optional, Tuple
 from tf_compress.errors import UserInputError
 
 __all__ = ["TrainConfig", "NORMALIZATIONS", "CLASS_WEIGHTS", "OPTIMIZERS",
-           "PRUNE_SCHEDULES", "PRUNE_SCOPES", "SLICE_CRITERIA"]
+           "PRUNE_SCHEDULES", "PRUNE_SCOPES", "SLICE_CRITERIA", "EXPORT_MODES"]
 
 NORMALIZATIONS = ("scale", "standardize", "none")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -14,6 +14,7 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 PRUNE_SCHEDULES = ("constant", "polynomial")
 PRUNE_SCOPES = ("layer", "global")
 SLICE_CRITERIA = ("l1", "l2", "bn_gamma")
+EXPORT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
 
 
 def _fail(field, value, expected):
@@ -58,6 +59,8 @@ class TrainConfig:
       None: no slicing.
     slice_criterion: `l1`, `l2` or `bn_gamma`.
     finetune_epochs: fine-tuning epochs of each compressed variant.
+    export: TFLite modes every variant is exported to and verified in.
+    int8_io: int8 input and output tensors for the `int8` exports.
   """
   output_dir: str = "tf_compress_run"
   dataset: str = "digits"
@@ -88,6 +91,8 @@ class TrainConfig:
   slice_ratio: Optional[float] = None
   slice_criterion: str = "l1"
   finetune_epochs: int = 10
+  export: Tuple[str, ...] = ("float32", "int8")
+  int8_io: bool = False
 
   def __post_init__(self):
     if not isinstance(self.output_dir, str) or not self.output_dir:
@@ -171,10 +176,20 @@ class TrainConfig:
             f"one of {SLICE_CRITERIA}")
     if int(self.finetune_epochs) < 1:
       _fail("finetune_epochs", self.finetune_epochs, ">= 1")
+    if isinstance(self.export, str):
+      object.__setattr__(self, "export", tuple(
+          m.strip() for m in self.export.split(",") if m.strip()))
+    object.__setattr__(self, "export", tuple(self.export))
+    for mode in self.export:
+      if mode not in EXPORT_MODES:
+        _fail("export", mode, f"one of {EXPORT_MODES}")
+    if len(set(self.export)) != len(self.export):
+      _fail("export", self.export, "a list without repeats")
 
   def to_dict(self):
     """Returns the fields as a JSON-safe dict."""
     data = dataclasses.asdict(self)
+    data["export"] = list(data["export"])
     if data["image_size"] is not None:
       data["image_size"] = list(data["image_size"])
     return data

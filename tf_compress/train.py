@@ -119,6 +119,14 @@ _FINETUNE_EPOCHS = flags.DEFINE_integer(
     "finetune_epochs", _DEFAULTS.finetune_epochs,
     "Fine-tuning epochs of each compressed variant.", lower_bound=1)
 
+_EXPORT = flags.DEFINE_list(
+    "export", list(_DEFAULTS.export),
+    "Comma-separated TFLite modes to export and verify every variant in: "
+    f"{', '.join(config_lib.EXPORT_MODES)}; --export= for none.")
+_INT8_IO = flags.DEFINE_boolean(
+    "int8_io", _DEFAULTS.int8_io,
+    "int8 input and output tensors for the int8 exports.")
+
 
 flags.register_validator("image_size", cli_utils.image_size_validator)
 
@@ -138,6 +146,13 @@ def _check_prune_epochs(values):
   end = values["prune_end_epoch"]
   return end is None or (values["prune_begin_epoch"] < end <=
                          values["finetune_epochs"])
+
+
+@flags.validator("export", message="--export takes modes from "
+                 f"{', '.join(config_lib.EXPORT_MODES)}, without repeats")
+def _check_export(value):
+  return (all(m in config_lib.EXPORT_MODES for m in value) and
+          len(set(value)) == len(value))
 
 
 @flags.validator("prune_m_by_n", message="--prune_m_by_n must be M:N with "
@@ -182,6 +197,8 @@ def config_from_flags():
       slice_ratio=_SLICE_RATIO.value,
       slice_criterion=_SLICE_CRITERION.value,
       finetune_epochs=_FINETUNE_EPOCHS.value,
+      export=tuple(_EXPORT.value or ()),
+      int8_io=_INT8_IO.value,
   )
 
 
