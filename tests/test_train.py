@@ -226,3 +226,13 @@ def test_demo_defaults_reach_095_top1(tmp_path):
       output_dir=str(tmp_path), verbose=0, deterministic=True, export=()))
   assert report["config"]["epochs"] == 20
   assert report["variants"][0]["top1"] >= 0.95
+
+
+def test_demo_flagfile_parses_to_a_valid_config(repo_root):
+  with flagsaver.flagsaver():
+    parse_flags_or_exit(["train",
+                         f"--flagfile={repo_root}/configs/demo.flags"])
+    config = train.config_from_flags()
+  assert config.prune_sparsity == 0.8 and config.slice_ratio == 0.5
+  assert config.export == ("float32", "int8")
+  assert config.output_dir == "demo_output"
