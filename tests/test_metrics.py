@@ -71,3 +71,40 @@ def test_classification_metrics_keys(scores_labels):
 def test_bad_inputs(scores, labels, pattern):
   with pytest.raises(ValueError, match=pattern):
     metrics.top_k_accuracy(scores, labels)
+
+
+def test_precision_recall_f1_and_macro_f1_match_sklearn(scores_labels):
+  scores, labels = scores_labels
+  predictions = scores.argmax(axis=1)
+  result = metrics.precision_recall_f1(scores, labels)
+  p, r, f, s = skm.precision_recall_fscore_support(
+      labels, predictions, labels=range(5), zero_division=0)
+  np.testing.assert_allclose(result["precision"], p)
+  np.testing.assert_allclose(result["recall"], r)
+  np.testing.assert_allclose(result["f1"], f)
+  assert result["support"] == s.tolist()
+  assert metrics.macro_f1(scores, labels) == pytest.approx(
+      skm.f1_score(labels, predictions, average="macro"))
+
+
+def test_expected_calibration_error_by_hand():
+  # Two bins used: confidences 0.9 (both right) and 0.6 (one of two right).
+  probs = np.array([[0.9, 0.1], [0.1, 0.9], [0.6, 0.4], [0.4, 0.6]])
+  labels = np.array([0, 1, 0, 0])
+  ece = metrics.expected_calibration_error(probs, labels, num_bins=10,
+                                           from_logits=False)
+  assert ece == pytest.approx(0.5 * abs(1.0 - 0.9) + 0.5 * abs(0.5 - 0.6))
+  logits = np.log(probs)
+  assert metrics.expected_calibration_error(logits, labels, 10) == (
+      pytest.approx(ece))
+
+
+def test_per_class_change_lists_who_pays():
+  change = metrics.per_class_change([0.9, 1.0, None, 0.8],
+                                    [0.95, 0.9, 0.7, 0.79], threshold=0.02)
+  np.testing.assert_allclose(change["delta"][:2], [0.05, -0.1])
+  assert change["delta"][2] is None
+  assert change["worst_class"] == 1
+  assert change["classes_below_threshold"] == [1]
+  with pytest.raises(ValueError, match="2 reference classes"):
+    metrics.per_class_change([0.1, 0.2], [0.1])

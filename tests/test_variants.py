@@ -16,7 +16,8 @@ from tf_compress.cli_utils import parse_flags_or_exit
 def _config(output_dir, **overrides):
   values = dict(output_dir=str(output_dir), epochs=3, finetune_epochs=3,
                 verbose=0, deterministic=True, seed=3, prune_sparsity=0.8,
-                prune_frequency=5, slice_ratio=0.5)
+                prune_frequency=5, slice_ratio=0.5, benchmark_runs=10,
+                benchmark_threads=(1, 2), use_gpu=True)
   values.update(overrides)
   return tf_compress.TrainConfig(**values)
 
@@ -63,6 +64,19 @@ def test_pruned_reaches_target_sparsity(report):
   assert np.mean(kernel == 0) == pytest.approx(0.8, abs=0.01)
 
 
+def test_per_class_change_against_baseline(report):
+  _, rep = report
+  baseline = _variant(rep, "baseline")
+  for name in ("pruned", "sliced"):
+    entry = _variant(rep, name)
+    change = entry["per_class_change"]
+    np.testing.assert_allclose(
+        change["delta"], np.subtract(entry["per_class_accuracy"],
+                                     baseline["per_class_accuracy"]))
+    assert all(change["delta"][c] < -change["threshold"]
+               for c in change["classes_below_threshold"])
+
+
 def test_sliced_is_smaller_and_cheaper(report):
   _, rep = report
   sliced, baseline = _variant(rep, "sliced"), _variant(rep, "baseline")
@@ -88,6 +102,35 @@ def test_every_variant_exported_and_verified(report):
   assert baseline["gzip_bytes"] / pruned["gzip_bytes"] >= 3.0
   sliced = _variant(rep, "sliced")["tflite"][0]
   assert sliced["bytes"] < 0.5 * baseline["bytes"]
+
+
+def test_latency_per_thread_count_and_gpu_reported(report):
+  _, rep = report
+  for variant in rep["variants"]:
+    for entry in variant["tflite"]:
+      cpu = entry["latency"]["cpu"]
+      assert [r["num_threads"] for r in cpu] == [1, 2]
+      for result in cpu:
+        assert result["count"] == 10
+        assert (result["min_ms"] <= result["p50_ms"] <= result["p90_ms"] <=
+                result["p99_ms"] <= result["max_ms"])
+      gpu = entry["latency"]["gpu"]
+      if not gpu.get("available", True):
+        assert gpu["reason"]
+      else:  # a real GPU: it must say so, and say if it fell back
+        assert "fully_accelerated" in gpu
+
+
+def test_comparison_table(report):
+  _, rep = report
+  rows = {(r["variant"], r["mode"]): r for r in rep["comparison"]}
+  assert len(rows) == 3 * 3
+  assert rows[("baseline", "float32")]["speedup"] == 1.0
+  assert rows[("baseline", "float32")]["size_ratio"] == 1.0
+  sliced = rows[("sliced", "float32")]
+  assert sliced["size_ratio"] > 1.5 and sliced["p50_ms"] > 0
+  text = tf_compress.analysis.format_comparison(rep["comparison"])
+  assert len(text.splitlines()) == 10 and "gzip ratio" in text
 
 
 def test_pruning_config_mapping():

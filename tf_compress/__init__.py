@@ -18,6 +18,7 @@ from tf_compress._keras import check_model  # pylint: disable=g-bad-import-order
 from tf_compress._keras import keras
 from tf_compress._keras import register
 from tf_compress import analysis
+from tf_compress import benchmark
 from tf_compress import data
 from tf_compress import export
 from tf_compress import models
@@ -43,7 +44,7 @@ from tf_compress.repro import set_seed
 from tf_compress.runner import run
 
 __all__ = [
-    "__version__", "analysis", "analyze_arrays", "analyze_dataset",
+    "__version__", "analysis", "analyze_arrays", "analyze_dataset", "benchmark",
     "build_model", "check_model", "classification_metrics",
     "configure_logical_cpus", "data", "DataError", "DatasetSplits",
     "enable_determinism", "export", "keras", "load_dataset", "load_model",

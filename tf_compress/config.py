@@ -61,6 +61,11 @@ class TrainConfig:
     finetune_epochs: fine-tuning epochs of each compressed variant.
     export: TFLite modes every variant is exported to and verified in.
     int8_io: int8 input and output tensors for the `int8` exports.
+    benchmark_runs: timed LiteRT runs per exported file; 0 skips latency.
+    benchmark_warmup: warm-up runs before timing.
+    benchmark_threads: CPU thread counts swept (XNNPACK).
+    use_gpu: also try the LiteRT GPU accelerator (reports unavailable with
+      the runtime's reason where there is no GPU).
   """
   output_dir: str = "tf_compress_run"
   dataset: str = "digits"
@@ -93,6 +98,10 @@ class TrainConfig:
   finetune_epochs: int = 10
   export: Tuple[str, ...] = ("float32", "int8")
   int8_io: bool = False
+  benchmark_runs: int = 50
+  benchmark_warmup: int = 5
+  benchmark_threads: Tuple[int, ...] = (1,)
+  use_gpu: bool = False
 
   def __post_init__(self):
     if not isinstance(self.output_dir, str) or not self.output_dir:
@@ -185,11 +194,21 @@ class TrainConfig:
         _fail("export", mode, f"one of {EXPORT_MODES}")
     if len(set(self.export)) != len(self.export):
       _fail("export", self.export, "a list without repeats")
+    if int(self.benchmark_runs) < 0:
+      _fail("benchmark_runs", self.benchmark_runs, ">= 0")
+    if int(self.benchmark_warmup) < 0:
+      _fail("benchmark_warmup", self.benchmark_warmup, ">= 0")
+    object.__setattr__(self, "benchmark_threads",
+                       tuple(int(t) for t in self.benchmark_threads))
+    if not self.benchmark_threads or min(self.benchmark_threads) < 1:
+      _fail("benchmark_threads", self.benchmark_threads,
+            "one or more thread counts >= 1")
 
   def to_dict(self):
     """Returns the fields as a JSON-safe dict."""
     data = dataclasses.asdict(self)
     data["export"] = list(data["export"])
+    data["benchmark_threads"] = list(data["benchmark_threads"])
     if data["image_size"] is not None:
       data["image_size"] = list(data["image_size"])
     return data

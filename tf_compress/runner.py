@@ -8,6 +8,7 @@ import os
 import tempfile
 import time
 
+from tf_compress import benchmark as benchmark_lib
 from tf_compress import data as data_lib
 from tf_compress import distribute
 from tf_compress import export as export_lib
@@ -16,15 +17,17 @@ from tf_compress import repro
 from tf_compress import variants as variants_lib
 from tf_compress._keras import keras
 from tf_compress.analysis import classification_metrics
+from tf_compress.analysis import comparison_rows
 from tf_compress.analysis import environment_info
 from tf_compress.analysis import model_stats
+from tf_compress.analysis import per_class_change
 from tf_compress.analysis import plot_training_curves
 from tf_compress.config import TrainConfig
 from tf_compress.errors import UserInputError
 from tf_compress.io_utils import atomic_write_json
 
 __all__ = ["run", "prepare_output_dir", "build_model_for", "compile_model",
-           "evaluate_model", "export_variant", "REPORT_NAME", "REPORT_SCHEMA_VERSION"]
+           "evaluate_model", "export_variant", "measure_latency", "REPORT_NAME", "REPORT_SCHEMA_VERSION"]
 
 REPORT_NAME = "report.json"
 REPORT_SCHEMA_VERSION = 1
@@ -120,6 +123,24 @@ def _history_dict(history):
           for key, values in history.history.items()}
 
 
+def measure_latency(path, config):
+  """LiteRT latency of one file: `{"cpu": [per thread count], "gpu": ...}`.
+
+  Each measurement runs in a child process (a LiteRT crash cannot take the
+  run down). The GPU entry is `{"available": false, "reason": ...}` where the
+  accelerator cannot be used.
+  """
+  report = benchmark_lib.benchmark_model(
+      path, num_threads=config.benchmark_threads,
+      num_runs=config.benchmark_runs, warmup_runs=config.benchmark_warmup,
+      use_gpu=config.use_gpu, seed=config.seed)
+  latency = {"cpu": [r for r in report["results"] if r["backend"] == "cpu"]}
+  gpu = [r for r in report["results"] if r["backend"] == "gpu"]
+  if gpu:
+    latency["gpu"] = gpu[0]
+  return latency
+
+
 def export_variant(name, model, splits, config, output_dir):
   """Exports `model` in every `config.export` mode and verifies each file.
 
@@ -149,6 +170,8 @@ def export_variant(name, model, splits, config, output_dir):
     for key in ("tflite_top1", "agreement", "max_abs_diff", "mean_abs_diff",
                 "input_dtype", "output_dtype"):
       entry[key] = check.get(key)
+    if config.benchmark_runs:
+      entry["latency"] = measure_latency(path, config)
     entries.append(entry)
   return entries
 
@@ -233,8 +256,11 @@ def run(config: TrainConfig, argv=None):
     timing[f"{name}_train_seconds"] = round(time.perf_counter() - started, 3)
     histories[name] = result.history
     atomic_write_json(os.path.join(output_dir, "history.json"), histories)
-    entries.append(_record_variant(name, result.model, splits, config,
-                                   output_dir, result.extra))
+    entry = _record_variant(name, result.model, splits, config, output_dir,
+                            result.extra)
+    entry["per_class_change"] = per_class_change(
+        entries[0]["per_class_accuracy"], entry["per_class_accuracy"])
+    entries.append(entry)
 
   plot_training_curves(histories["baseline"],
                        os.path.join(output_dir, "training_curves.png"),
@@ -249,6 +275,7 @@ def run(config: TrainConfig, argv=None):
       "schema_version": REPORT_SCHEMA_VERSION,
       "dataset": analysis,
       "variants": entries,
+      "comparison": comparison_rows(entries),
       "history": histories,
       "config": config.to_dict(),
       "command": list(argv) if argv is not None else None,

@@ -17,6 +17,7 @@ from tf_compress import cli_utils
 from tf_compress import config as config_lib
 from tf_compress.cli_utils import parse_flags_or_exit
 from tf_compress.cli_utils import report_user_error
+from tf_compress.analysis import format_comparison
 from tf_compress.errors import UserInputError
 from tf_compress.runner import run
 
@@ -127,6 +128,21 @@ _INT8_IO = flags.DEFINE_boolean(
     "int8_io", _DEFAULTS.int8_io,
     "int8 input and output tensors for the int8 exports.")
 
+_BENCHMARK_RUNS = flags.DEFINE_integer(
+    "benchmark_runs", _DEFAULTS.benchmark_runs,
+    "Timed LiteRT runs per exported file (batch 1); 0 skips latency.",
+    lower_bound=0)
+_BENCHMARK_WARMUP = flags.DEFINE_integer(
+    "benchmark_warmup", _DEFAULTS.benchmark_warmup,
+    "Warm-up runs before timing.", lower_bound=0)
+_BENCHMARK_THREADS = flags.DEFINE_list(
+    "benchmark_threads", [str(t) for t in _DEFAULTS.benchmark_threads],
+    "CPU thread counts to sweep, e.g. 1,2.")
+_USE_GPU = flags.DEFINE_boolean(
+    "use_gpu", _DEFAULTS.use_gpu,
+    "Also benchmark on the LiteRT GPU accelerator (reported unavailable, "
+    "with the runtime's reason, where there is no GPU).")
+
 
 flags.register_validator("image_size", cli_utils.image_size_validator)
 
@@ -153,6 +169,12 @@ def _check_prune_epochs(values):
 def _check_export(value):
   return (all(m in config_lib.EXPORT_MODES for m in value) and
           len(set(value)) == len(value))
+
+
+@flags.validator("benchmark_threads", message="--benchmark_threads must be "
+                 "a list of thread counts >= 1, such as 1,2")
+def _check_threads(value):
+  return bool(value) and all(v.isdigit() and int(v) >= 1 for v in value)
 
 
 @flags.validator("prune_m_by_n", message="--prune_m_by_n must be M:N with "
@@ -199,6 +221,10 @@ def config_from_flags():
       finetune_epochs=_FINETUNE_EPOCHS.value,
       export=tuple(_EXPORT.value or ()),
       int8_io=_INT8_IO.value,
+      benchmark_runs=_BENCHMARK_RUNS.value,
+      benchmark_warmup=_BENCHMARK_WARMUP.value,
+      benchmark_threads=tuple(int(t) for t in _BENCHMARK_THREADS.value),
+      use_gpu=_USE_GPU.value,
   )
 
 
@@ -220,6 +246,7 @@ def main(argv):
     report = run(config, argv=sys.argv)
   except UserInputError as exc:
     return report_user_error(exc)
+  print(format_comparison(report["comparison"]))
   print(f"wrote {config.output_dir}/report.json; {_summary_line(report)}")
   return 0
 

@@ -1,11 +1,17 @@
 """Results analysis: metrics, model statistics, plots and run environment."""
 
+from tf_compress.analysis.comparison import comparison_rows
+from tf_compress.analysis.comparison import format_comparison
 from tf_compress.analysis.environment import environment_info
 from tf_compress.analysis.flops import count_macs
 from tf_compress.analysis.metrics import balanced_accuracy
 from tf_compress.analysis.metrics import classification_metrics
 from tf_compress.analysis.metrics import confusion_matrix
+from tf_compress.analysis.metrics import expected_calibration_error
+from tf_compress.analysis.metrics import macro_f1
 from tf_compress.analysis.metrics import per_class_accuracy
+from tf_compress.analysis.metrics import per_class_change
+from tf_compress.analysis.metrics import precision_recall_f1
 from tf_compress.analysis.metrics import top_k_accuracy
 from tf_compress.analysis.model_stats import count_nonzero_params
 from tf_compress.analysis.model_stats import count_params
@@ -13,7 +19,9 @@ from tf_compress.analysis.model_stats import keras_file_bytes
 from tf_compress.analysis.model_stats import model_stats
 from tf_compress.analysis.plots import plot_training_curves
 
-__all__ = ["balanced_accuracy", "classification_metrics", "confusion_matrix", "count_macs",
+__all__ = ["balanced_accuracy", "comparison_rows", "format_comparison", "classification_metrics", "confusion_matrix", "count_macs",
            "count_nonzero_params", "count_params", "environment_info",
+           "expected_calibration_error", "macro_f1", "per_class_change",
+           "precision_recall_f1",
            "keras_file_bytes", "model_stats", "per_class_accuracy",
            "plot_training_curves", "top_k_accuracy"]

@@ -7,7 +7,9 @@ ranking of the classes for each sample.
 import numpy as np
 
 __all__ = ["top_k_accuracy", "per_class_accuracy", "balanced_accuracy",
-           "confusion_matrix", "classification_metrics"]
+           "confusion_matrix", "classification_metrics",
+           "precision_recall_f1", "macro_f1", "expected_calibration_error",
+           "per_class_change"]
 
 
 def _check(scores, labels):
@@ -88,9 +90,12 @@ def classification_metrics(scores, labels, top_k=3):
 
   Returns:
     Dict with `top1`, `topk`, `top_k` (the K used), `per_class_accuracy`,
-    `balanced_accuracy` and `num_samples`.
+    `balanced_accuracy`, `macro_f1`, `ece` (expected calibration error,
+    treating scores as logits) and `num_samples`.
   """
   return {
+      "macro_f1": macro_f1(scores, labels),
+      "ece": expected_calibration_error(scores, labels),
       "top1": top_k_accuracy(scores, labels, 1),
       "topk": top_k_accuracy(scores, labels, top_k),
       "top_k": int(min(top_k, np.asarray(scores).shape[1])),
@@ -98,3 +103,104 @@ def classification_metrics(scores, labels, top_k=3):
       "balanced_accuracy": balanced_accuracy(scores, labels),
       "num_samples": int(np.asarray(labels).size),
   }
+
+
+def precision_recall_f1(scores, labels):
+  """Per-class precision, recall and F1 of the argmax predictions.
+
+  A class never predicted has precision 0; one never present has recall 0
+  (scikit-learn's `zero_division=0` convention).
+
+  Returns:
+    Dict of three lists (`precision`, `recall`, `f1`) and `support`.
+  """
+  scores, labels = _check(scores, labels)
+  matrix = confusion_matrix(labels, np.argmax(scores, axis=1),
+                            scores.shape[1])
+  true_pos = np.diag(matrix).astype(np.float64)
+  predicted = matrix.sum(axis=0)
+  support = matrix.sum(axis=1)
+  precision = np.divide(true_pos, predicted, out=np.zeros_like(true_pos),
+                        where=predicted > 0)
+  recall = np.divide(true_pos, support, out=np.zeros_like(true_pos),
+                     where=support > 0)
+  denom = precision + recall
+  f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(denom),
+                 where=denom > 0)
+  return {"precision": precision.tolist(), "recall": recall.tolist(),
+          "f1": f1.tolist(), "support": support.astype(int).tolist()}
+
+
+def macro_f1(scores, labels):
+  """Unweighted mean F1 over the classes present in labels or predictions."""
+  scores, labels = _check(scores, labels)
+  result = precision_recall_f1(scores, labels)
+  present = np.union1d(labels, np.argmax(scores, axis=1))
+  return float(np.mean(np.asarray(result["f1"])[present]))
+
+
+def _softmax(scores):
+  shifted = scores - scores.max(axis=1, keepdims=True)
+  exp = np.exp(shifted)
+  return exp / exp.sum(axis=1, keepdims=True)
+
+
+def expected_calibration_error(scores, labels, num_bins=15,
+                               from_logits=True):
+  """Expected calibration error with equal-width confidence bins.
+
+  ECE = sum over bins of (bin size / n) * |accuracy(bin) - confidence(bin)|,
+  with the confidence the top class probability; bins are (lo, hi].
+
+  Args:
+    scores: (samples, classes) logits (or probabilities with
+      `from_logits=False`).
+    labels: (samples,) integer labels.
+    num_bins: number of equal-width bins over [0, 1].
+    from_logits: apply a softmax first.
+
+  Returns:
+    A float in [0, 1].
+  """
+  scores, labels = _check(scores, labels)
+  if labels.size == 0:
+    return 0.0
+  probs = _softmax(scores.astype(np.float64)) if from_logits else scores
+  confidence = probs.max(axis=1)
+  correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+  edges = np.linspace(0.0, 1.0, num_bins + 1)
+  bins = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0,
+                 num_bins - 1)
+  ece = 0.0
+  for b in range(num_bins):
+    members = bins == b
+    if members.any():
+      ece += members.mean() * abs(correct[members].mean() -
+                                  confidence[members].mean())
+  return float(ece)
+
+
+def per_class_change(reference, candidate, threshold=0.02):
+  """Who pays for compression: per-class accuracy change against a reference.
+
+  Args:
+    reference: per-class accuracies of the reference (e.g. the baseline);
+      `None` entries (absent classes) are skipped.
+    candidate: per-class accuracies of the compressed model.
+    threshold: a class whose accuracy fell by more than this is listed.
+
+  Returns:
+    Dict with `delta` (candidate - reference per class, None where unknown),
+    `worst_class`, `worst_delta` and `classes_below_threshold`.
+  """
+  if len(reference) != len(candidate):
+    raise ValueError(f"{len(reference)} reference classes but "
+                     f"{len(candidate)} candidate classes")
+  delta = [None if r is None or c is None else float(c - r)
+           for r, c in zip(reference, candidate)]
+  known = [(d, i) for i, d in enumerate(delta) if d is not None]
+  worst = min(known) if known else (None, None)
+  return {"delta": delta, "worst_class": worst[1], "worst_delta": worst[0],
+          "threshold": threshold,
+          "classes_below_threshold": [i for d, i in sorted(known)
+                                      if d < -threshold]}
