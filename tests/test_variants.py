@@ -190,3 +190,80 @@ def test_bad_compression_flags_exit_2(argv, expect, tmp_path, capsys):
                      capsys)
   assert code == 2
   assert lines[-1].startswith("error: ") and expect in lines[-1], lines
+
+
+def test_qat_and_clustered_variants(tmp_path):
+  rep = tf_compress.run(_config(
+      tmp_path, prune_sparsity=None, slice_ratio=None, qat=True,
+      qat_freeze_epoch=1, cluster_count=8, cluster_init="linear",
+      finetune_epochs=2, benchmark_runs=0, export=("int8",)))
+  assert [v["name"] for v in rep["variants"]] == ["baseline", "qat",
+                                                  "clustered"]
+  qat = _variant(rep, "qat")
+  (int8,) = qat["tflite"]
+  assert int8["kernel_dtypes"] == {"int8": 4}
+  assert int8["agreement"] >= 0.97
+  assert qat["top1"] > 0.85 and qat["qat"]["freeze_epoch"] == 1
+  assert "qat_frozen" in rep["history"]["qat"]
+  clustered = _variant(rep, "clustered")
+  unique = {r["layer"]: r["unique"] for r in
+            clustered["clustering"]["unique_values"] if r["weight"] == "kernel"}
+  assert set(unique) == {"conv1", "conv2", "fc1", "logits"}
+  assert max(unique.values()) <= 8
+  assert clustered["top1"] > 0.85
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--cluster_count=1"], "cluster_count"),
+    (["--qat_scheme=4bit"], "qat_scheme"),
+    (["--qat", "--qat_freeze_epoch=5", "--finetune_epochs=3"],
+     "--qat_freeze_epoch must be below --finetune_epochs"),
+    (["--benchmark_threads=0"], "benchmark_threads"),
+], ids=["cluster-count", "qat-scheme", "freeze-epoch", "threads"])
+def test_bad_quantization_flags_exit_2(argv, expect, tmp_path, capsys):
+  code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"],
+                     capsys)
+  assert code == 2
+  assert lines[-1].startswith("error: ") and expect in lines[-1], lines
+
+
+def test_distilled_scratch_and_adversarial_variants(tmp_path):
+  rep = tf_compress.run(_config(
+      tmp_path, prune_sparsity=None, slice_ratio=None, distill=True,
+      distill_student="0.25", adv_attack="fgsm", adv_epsilon=0.1,
+      adv_warmup_epochs=1, finetune_epochs=2, benchmark_runs=0,
+      export=("float32",), robust_eval_epsilons=(0.1,)))
+  names = [v["name"] for v in rep["variants"]]
+  assert names == ["baseline", "distilled", "student_scratch", "adversarial"]
+  distilled = _variant(rep, "distilled")
+  scratch = _variant(rep, "student_scratch")
+  assert distilled["params"] == scratch["params"] < 0.1 * _variant(
+      rep, "baseline")["params"]
+  assert "distillation_loss" in rep["history"]["distilled"]
+  assert "adversarial_loss" in rep["history"]["adversarial"]
+  assert rep["history"]["adversarial"]["epsilon"] == pytest.approx([0.1, 0.1])
+  for entry in rep["variants"]:
+    robust = entry["robust_accuracy"]
+    assert {"clean", "fgsm@0.1", "pgd@0.1"} <= set(robust)
+    assert robust["pgd@0.1"] <= robust["clean"]
+    tflite_robust = entry["tflite"][0]["robust_accuracy"]
+    assert tflite_robust["keras_clean"] == pytest.approx(robust["clean"])
+  base = _variant(rep, "baseline")["robust_accuracy"]
+  adv = _variant(rep, "adversarial")["robust_accuracy"]
+  assert adv["pgd@0.1"] > base["pgd@0.1"]
+
+
+@pytest.mark.parametrize("argv,expect", [
+    (["--distill", "--distill_temperature=0"], "distill_temperature"),
+    (["--distill", "--distill_alpha=1.5"], "distill_alpha"),
+    (["--adv_attack=pgd", "--adv_epsilon=-0.1"], "adv_epsilon"),
+    (["--robust_eval_epsilons=0.1,x"], "robust_eval_epsilons"),
+    (["--distill", "--distill_student=nonexistent", "--epochs=1",
+      "--export="], "unknown model 'nonexistent'"),
+], ids=["temperature", "alpha", "epsilon", "eval-eps", "student"])
+def test_bad_distill_adversarial_flags_exit_2(argv, expect, tmp_path,
+                                              capsys):
+  code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0",
+                             "--benchmark_runs=0"], capsys)
+  assert code == 2
+  assert lines[-1].startswith("error: ") and expect in lines[-1], lines

@@ -17,12 +17,15 @@ __version__ = "0.1.0"
 from tf_compress._keras import check_model  # pylint: disable=g-bad-import-order
 from tf_compress._keras import keras
 from tf_compress._keras import register
+from tf_compress import adversarial
 from tf_compress import analysis
 from tf_compress import benchmark
 from tf_compress import data
+from tf_compress import distillation
 from tf_compress import export
 from tf_compress import models
 from tf_compress import pruning
+from tf_compress import quantization
 from tf_compress.analysis import classification_metrics
 from tf_compress.analysis import model_stats
 from tf_compress.config import TrainConfig
@@ -44,11 +47,11 @@ from tf_compress.repro import set_seed
 from tf_compress.runner import run
 
 __all__ = [
-    "__version__", "analysis", "analyze_arrays", "analyze_dataset", "benchmark",
+    "__version__", "adversarial", "analysis", "analyze_arrays", "analyze_dataset", "benchmark",
     "build_model", "check_model", "classification_metrics",
-    "configure_logical_cpus", "data", "DataError", "DatasetSplits",
+    "configure_logical_cpus", "data", "DataError", "DatasetSplits", "distillation",
     "enable_determinism", "export", "keras", "load_dataset", "load_model",
-    "make_strategy", "model_stats", "ModelError", "models", "pruning", "register",
+    "make_strategy", "model_stats", "ModelError", "models", "pruning", "quantization", "register",
     "run", "save_model", "set_seed", "TfCompressError", "TrainConfig",
     "UserInputError",
 ]

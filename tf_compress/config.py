@@ -6,7 +6,8 @@ from typing import Optional, Tuple
 from tf_compress.errors import UserInputError
 
 __all__ = ["TrainConfig", "NORMALIZATIONS", "CLASS_WEIGHTS", "OPTIMIZERS",
-           "PRUNE_SCHEDULES", "PRUNE_SCOPES", "SLICE_CRITERIA", "EXPORT_MODES"]
+           "PRUNE_SCHEDULES", "PRUNE_SCOPES", "SLICE_CRITERIA", "EXPORT_MODES",
+           "QAT_SCHEMES", "CLUSTER_INITS", "ADV_ATTACKS"]
 
 NORMALIZATIONS = ("scale", "standardize", "none")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -15,6 +16,9 @@ PRUNE_SCHEDULES = ("constant", "polynomial")
 PRUNE_SCOPES = ("layer", "global")
 SLICE_CRITERIA = ("l1", "l2", "bn_gamma")
 EXPORT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
+QAT_SCHEMES = ("8bit", "16x8")
+CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
+ADV_ATTACKS = ("fgsm", "pgd")
 
 
 def _fail(field, value, expected):
@@ -61,6 +65,28 @@ class TrainConfig:
     finetune_epochs: fine-tuning epochs of each compressed variant.
     export: TFLite modes every variant is exported to and verified in.
     int8_io: int8 input and output tensors for the `int8` exports.
+    qat: add the `qat` variant (quantization-aware fine-tuning).
+    qat_scheme: `8bit` or `16x8` (16-bit activations, 8-bit weights).
+    qat_freeze_epoch: fine-tuning epoch from which quantizer ranges and
+      BatchNorm statistics are frozen; None: never.
+    cluster_count: centroids per weight for the `clustered` variant; None:
+      no clustering.
+    cluster_init: `kmeans++`, `linear`, `density` or `random`.
+    distill: add the `distilled` and `student_scratch` variants.
+    distill_teacher: `baseline` or the path of a saved teacher model.
+    distill_student: a registered model name, or a width multiplier of
+      the default CNN such as "0.25".
+    distill_temperature: softmax temperature (> 0).
+    distill_alpha: weight of the hard-label loss, in [0, 1].
+    adv_attack: `fgsm` or `pgd` to add the `adversarial` variant; None: no
+      adversarial training.
+    adv_epsilon: L-infinity radius of the training perturbation (>= 0).
+    adv_steps: PGD steps.
+    adv_step_size: PGD step size; None: 2.5 * epsilon / steps.
+    adv_ratio: share of the adversarial loss, in (0, 1].
+    adv_warmup_epochs: epochs over which epsilon ramps up.
+    robust_eval_epsilons: epsilons of the FGSM/PGD-20 robustness
+      evaluation of every variant and export; empty: none.
     benchmark_runs: timed LiteRT runs per exported file; 0 skips latency.
     benchmark_warmup: warm-up runs before timing.
     benchmark_threads: CPU thread counts swept (XNNPACK).
@@ -98,6 +124,23 @@ class TrainConfig:
   finetune_epochs: int = 10
   export: Tuple[str, ...] = ("float32", "int8")
   int8_io: bool = False
+  qat: bool = False
+  qat_scheme: str = "8bit"
+  qat_freeze_epoch: Optional[int] = None
+  cluster_count: Optional[int] = None
+  cluster_init: str = "kmeans++"
+  distill: bool = False
+  distill_teacher: str = "baseline"
+  distill_student: str = "0.25"
+  distill_temperature: float = 4.0
+  distill_alpha: float = 0.1
+  adv_attack: Optional[str] = None
+  adv_epsilon: float = 0.1
+  adv_steps: int = 5
+  adv_step_size: Optional[float] = None
+  adv_ratio: float = 0.5
+  adv_warmup_epochs: int = 0
+  robust_eval_epsilons: Tuple[float, ...] = ()
   benchmark_runs: int = 50
   benchmark_warmup: int = 5
   benchmark_threads: Tuple[int, ...] = (1,)
@@ -194,6 +237,38 @@ class TrainConfig:
         _fail("export", mode, f"one of {EXPORT_MODES}")
     if len(set(self.export)) != len(self.export):
       _fail("export", self.export, "a list without repeats")
+    if self.qat_scheme not in QAT_SCHEMES:
+      _fail("qat_scheme", self.qat_scheme, f"one of {QAT_SCHEMES}")
+    if self.qat_freeze_epoch is not None and not (
+        0 <= int(self.qat_freeze_epoch) < self.finetune_epochs):
+      _fail("qat_freeze_epoch", self.qat_freeze_epoch,
+            f"in [0, finetune_epochs={self.finetune_epochs})")
+    if self.cluster_count is not None and int(self.cluster_count) < 2:
+      _fail("cluster_count", self.cluster_count, ">= 2")
+    if self.cluster_init not in CLUSTER_INITS:
+      _fail("cluster_init", self.cluster_init, f"one of {CLUSTER_INITS}")
+    if not self.distill_temperature > 0:
+      _fail("distill_temperature", self.distill_temperature, "> 0")
+    if not 0.0 <= self.distill_alpha <= 1.0:
+      _fail("distill_alpha", self.distill_alpha, "in [0, 1]")
+    if self.adv_attack is not None and self.adv_attack not in ADV_ATTACKS:
+      _fail("adv_attack", self.adv_attack, f"one of {ADV_ATTACKS}")
+    if not self.adv_epsilon >= 0:
+      _fail("adv_epsilon", self.adv_epsilon, ">= 0")
+    if int(self.adv_steps) < 1:
+      _fail("adv_steps", self.adv_steps, ">= 1")
+    if self.adv_step_size is not None and not self.adv_step_size > 0:
+      _fail("adv_step_size", self.adv_step_size, "> 0")
+    if not 0.0 < self.adv_ratio <= 1.0:
+      _fail("adv_ratio", self.adv_ratio, "in (0, 1]")
+    if not 0 <= int(self.adv_warmup_epochs) <= self.finetune_epochs:
+      _fail("adv_warmup_epochs", self.adv_warmup_epochs,
+            f"in [0, finetune_epochs={self.finetune_epochs}]")
+    object.__setattr__(self, "robust_eval_epsilons", tuple(
+        float(e) for e in self.robust_eval_epsilons))
+    if any(not e >= 0 for e in self.robust_eval_epsilons):
+      _fail("robust_eval_epsilons", self.robust_eval_epsilons,
+            "epsilons >= 0")
     if int(self.benchmark_runs) < 0:
       _fail("benchmark_runs", self.benchmark_runs, ">= 0")
     if int(self.benchmark_warmup) < 0:
@@ -209,6 +284,7 @@ class TrainConfig:
     data = dataclasses.asdict(self)
     data["export"] = list(data["export"])
     data["benchmark_threads"] = list(data["benchmark_threads"])
+    data["robust_eval_epsilons"] = list(data["robust_eval_epsilons"])
     if data["image_size"] is not None:
       data["image_size"] = list(data["image_size"])
     return data

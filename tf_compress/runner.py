@@ -172,6 +172,9 @@ def export_variant(name, model, splits, config, output_dir):
       entry[key] = check.get(key)
     if config.benchmark_runs:
       entry["latency"] = measure_latency(path, config)
+    if config.robust_eval_epsilons:
+      entry["robust_accuracy"] = variants_lib.robustness_report(
+          model, splits, config, tflite_path=path)
     entries.append(entry)
   return entries
 
@@ -187,6 +190,9 @@ def _record_variant(name, model, splits, config, output_dir, extra):
   entry.update(model_stats(model, saved_path=model_path))
   entry["model_path"] = os.path.basename(model_path)
   entry.update(extra)
+  if config.robust_eval_epsilons:
+    entry["robust_accuracy"] = variants_lib.robustness_report(model, splits,
+                                                              config)
   entry["tflite"] = export_variant(name, model, splits, config, output_dir)
   return entry
 
@@ -250,6 +256,15 @@ def run(config: TrainConfig, argv=None):
     builders.append(("pruned", variants_lib.build_pruned))
   if config.slice_ratio is not None:
     builders.append(("sliced", variants_lib.build_sliced))
+  if config.qat:
+    builders.append(("qat", variants_lib.build_qat))
+  if config.cluster_count is not None:
+    builders.append(("clustered", variants_lib.build_clustered))
+  if config.distill:
+    builders.append(("distilled", variants_lib.build_distilled))
+    builders.append(("student_scratch", variants_lib.build_student_scratch))
+  if config.adv_attack is not None:
+    builders.append(("adversarial", variants_lib.build_adversarial))
   for name, builder in builders:
     started = time.perf_counter()
     result = builder(model, splits, config, strategy, compile_fn)

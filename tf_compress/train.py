@@ -128,6 +128,59 @@ _INT8_IO = flags.DEFINE_boolean(
     "int8_io", _DEFAULTS.int8_io,
     "int8 input and output tensors for the int8 exports.")
 
+_QAT = flags.DEFINE_boolean(
+    "qat", _DEFAULTS.qat, "Add the `qat` variant: quantization-aware "
+    "fine-tuning of the baseline with tfmot.")
+_QAT_SCHEME = flags.DEFINE_enum(
+    "qat_scheme", _DEFAULTS.qat_scheme, config_lib.QAT_SCHEMES,
+    "8bit: tfmot's default; 16x8: 16-bit activations, 8-bit weights.")
+_QAT_FREEZE_EPOCH = flags.DEFINE_integer(
+    "qat_freeze_epoch", None, "Fine-tuning epoch from which quantizer ranges "
+    "and BatchNorm statistics are frozen.", lower_bound=0)
+_CLUSTER_COUNT = flags.DEFINE_integer(
+    "cluster_count", None, "Centroids per weight for the `clustered` "
+    "variant (tfmot weight clustering); unset: no clustered variant.",
+    lower_bound=2)
+_CLUSTER_INIT = flags.DEFINE_enum(
+    "cluster_init", _DEFAULTS.cluster_init, config_lib.CLUSTER_INITS,
+    "Centroid initialisation.")
+_DISTILL = flags.DEFINE_boolean(
+    "distill", _DEFAULTS.distill, "Add the `distilled` variant (a student "
+    "trained under the teacher) and `student_scratch` (the same student "
+    "without a teacher).")
+_DISTILL_TEACHER = flags.DEFINE_string(
+    "distill_teacher", _DEFAULTS.distill_teacher,
+    "`baseline` or the path of a saved teacher model.")
+_DISTILL_STUDENT = flags.DEFINE_string(
+    "distill_student", _DEFAULTS.distill_student,
+    "A registered model name or a width multiplier of the default CNN.")
+_DISTILL_TEMPERATURE = flags.DEFINE_float(
+    "distill_temperature", _DEFAULTS.distill_temperature,
+    "Distillation temperature (> 0).")
+_DISTILL_ALPHA = flags.DEFINE_float(
+    "distill_alpha", _DEFAULTS.distill_alpha,
+    "Weight of the hard-label loss.", lower_bound=0.0, upper_bound=1.0)
+_ADV_ATTACK = flags.DEFINE_enum(
+    "adv_attack", None, config_lib.ADV_ATTACKS,
+    "Attack for the `adversarial` variant; unset: no adversarial training.")
+_ADV_EPSILON = flags.DEFINE_float(
+    "adv_epsilon", _DEFAULTS.adv_epsilon,
+    "L-infinity radius of the training perturbation (inputs in [0, 1]).",
+    lower_bound=0.0)
+_ADV_STEPS = flags.DEFINE_integer("adv_steps", _DEFAULTS.adv_steps,
+                                  "PGD steps.", lower_bound=1)
+_ADV_STEP_SIZE = flags.DEFINE_float(
+    "adv_step_size", None, "PGD step size; default 2.5 * epsilon / steps.")
+_ADV_RATIO = flags.DEFINE_float(
+    "adv_ratio", _DEFAULTS.adv_ratio, "Share of the adversarial loss.",
+    lower_bound=0.0, upper_bound=1.0)
+_ADV_WARMUP_EPOCHS = flags.DEFINE_integer(
+    "adv_warmup_epochs", _DEFAULTS.adv_warmup_epochs,
+    "Epochs over which epsilon ramps up.", lower_bound=0)
+_ROBUST_EVAL_EPSILONS = flags.DEFINE_list(
+    "robust_eval_epsilons", [],
+    "Epsilons of the FGSM and PGD-20 robustness evaluation of every variant "
+    "and export, e.g. 0.1,0.2.")
 _BENCHMARK_RUNS = flags.DEFINE_integer(
     "benchmark_runs", _DEFAULTS.benchmark_runs,
     "Timed LiteRT runs per exported file (batch 1); 0 skips latency.",
@@ -177,6 +230,29 @@ def _check_threads(value):
   return bool(value) and all(v.isdigit() and int(v) >= 1 for v in value)
 
 
+@flags.multi_flags_validator(
+    ["qat_freeze_epoch", "finetune_epochs"],
+    message="--qat_freeze_epoch must be below --finetune_epochs")
+def _check_freeze_epoch(values):
+  freeze = values["qat_freeze_epoch"]
+  return freeze is None or freeze < values["finetune_epochs"]
+
+
+@flags.validator("robust_eval_epsilons", message="--robust_eval_epsilons "
+                 "must be a list of numbers >= 0, such as 0.1,0.2")
+def _check_epsilons(value):
+  try:
+    return all(float(v) >= 0 for v in value)
+  except ValueError:
+    return False
+
+
+@flags.validator("distill_temperature",
+                 message="--distill_temperature must be > 0")
+def _check_temperature(value):
+  return value > 0
+
+
 @flags.validator("prune_m_by_n", message="--prune_m_by_n must be M:N with "
                  "0 < M < N, such as 2:4")
 def _check_m_by_n(value):
@@ -221,6 +297,24 @@ def config_from_flags():
       finetune_epochs=_FINETUNE_EPOCHS.value,
       export=tuple(_EXPORT.value or ()),
       int8_io=_INT8_IO.value,
+      qat=_QAT.value,
+      qat_scheme=_QAT_SCHEME.value,
+      qat_freeze_epoch=_QAT_FREEZE_EPOCH.value,
+      cluster_count=_CLUSTER_COUNT.value,
+      cluster_init=_CLUSTER_INIT.value,
+      distill=_DISTILL.value,
+      distill_teacher=_DISTILL_TEACHER.value,
+      distill_student=_DISTILL_STUDENT.value,
+      distill_temperature=_DISTILL_TEMPERATURE.value,
+      distill_alpha=_DISTILL_ALPHA.value,
+      adv_attack=_ADV_ATTACK.value,
+      adv_epsilon=_ADV_EPSILON.value,
+      adv_steps=_ADV_STEPS.value,
+      adv_step_size=_ADV_STEP_SIZE.value,
+      adv_ratio=_ADV_RATIO.value,
+      adv_warmup_epochs=_ADV_WARMUP_EPOCHS.value,
+      robust_eval_epsilons=tuple(float(e) for e in
+                                 _ROBUST_EVAL_EPSILONS.value),
       benchmark_runs=_BENCHMARK_RUNS.value,
       benchmark_warmup=_BENCHMARK_WARMUP.value,
       benchmark_threads=tuple(int(t) for t in _BENCHMARK_THREADS.value),

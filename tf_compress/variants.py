@@ -9,11 +9,20 @@ import dataclasses
 import math
 from typing import Optional
 
+from tf_compress import adversarial
+from tf_compress import distillation
+from tf_compress import models as models_lib
 from tf_compress import pruning
+from tf_compress import quantization
+from tf_compress._keras import keras
+from tf_compress.errors import UserInputError
 from tf_compress.analysis.flops import count_macs
 
 __all__ = ["VariantResult", "steps_per_epoch", "pruning_config_for",
-           "build_pruned", "build_sliced", "sparsity_report"]
+           "build_pruned", "build_sliced", "build_qat", "build_clustered",
+           "build_student", "build_distilled", "build_student_scratch",
+           "build_adversarial", "robustness_report",
+           "sparsity_report", "macs_report"]
 
 
 @dataclasses.dataclass
@@ -141,3 +150,191 @@ def build_sliced(baseline, splits, config, strategy, compile_fn):
       "per_layer": result.per_layer,
   }
   return VariantResult("sliced", model, history, extra)
+
+
+def build_qat(baseline, splits, config, strategy, compile_fn):
+  """Quantization-aware fine-tuning of a copy of `baseline` (tfmot).
+
+  The QAT model is what gets evaluated and exported: the converter turns its
+  learnt ranges into a real int8 model, so its `int8` export is the one to
+  compare with the baseline's post-training `int8` export.
+
+  Returns:
+    A `VariantResult` named `qat`.
+  """
+  with strategy.scope():
+    model = quantization.quantize_model(baseline, scheme=config.qat_scheme)
+    compile_fn(model)
+  callbacks = []
+  if config.qat_freeze_epoch is not None:
+    callbacks.append(quantization.QATFreezeCallback(
+        config.qat_freeze_epoch, verbose=bool(config.verbose)))
+  history = _fit(model, splits, config, config.finetune_epochs, callbacks)
+  extra = {"sparsity": sparsity_report(model)}
+  extra.update(macs_report(quantization.strip_quantization(model)))
+  extra["qat"] = {"scheme": config.qat_scheme,
+                  "freeze_epoch": config.qat_freeze_epoch}
+  if config.qat_scheme == "16x8":
+    # TFLite cannot run tfmot's 16-bit QAT graphs; export the QAT-trained
+    # float weights post-training (use --export=int16x8).
+    model = quantization.strip_quantization(model)
+  return VariantResult("qat", model, history, extra)
+
+
+def build_clustered(baseline, splits, config, strategy, compile_fn):
+  """Weight clustering of a copy of `baseline` (tfmot), then stripping.
+
+  Returns:
+    A `VariantResult` named `clustered`, with the stripped model.
+  """
+  with strategy.scope():
+    model = quantization.cluster_model(baseline, config.cluster_count,
+                                       init=config.cluster_init)
+    compile_fn(model)
+  history = _fit(model, splits, config, config.finetune_epochs)
+  stripped = quantization.strip_clustering(model)
+  extra = {"sparsity": sparsity_report(stripped)}
+  extra.update(macs_report(stripped))
+  extra["clustering"] = {
+      "num_clusters": config.cluster_count, "init": config.cluster_init,
+      "unique_values": quantization.unique_values_per_layer(stripped)}
+  return VariantResult("clustered", stripped, history, extra)
+
+
+def build_student(spec, splits, seed):
+  """The student: a registered model name, or a width multiplier of `cnn`."""
+  try:
+    width = float(spec)
+  except ValueError:
+    return models_lib.build_model(spec, splits.input_shape,
+                                  splits.num_classes, seed=seed + 17)
+  if not width > 0:
+    raise UserInputError(f"--distill_student width must be > 0, got {spec}")
+  return models_lib.build_model("cnn", splits.input_shape, splits.num_classes,
+                                width=width, seed=seed + 17)
+
+
+def _copy(model):
+  copy = keras.models.clone_model(model)
+  copy.set_weights(model.get_weights())
+  return copy
+
+
+def _teacher(baseline, config, splits):
+  if config.distill_teacher == "baseline":
+    # The Distiller freezes its teacher; freeze a copy, not the baseline.
+    return _copy(baseline)
+  teacher = models_lib.load_model(config.distill_teacher)
+  models_lib.check_model_fits(teacher, splits.input_shape, splits.num_classes,
+                              source=f"--distill_teacher "
+                              f"'{config.distill_teacher}'")
+  return teacher
+
+
+def build_distilled(baseline, splits, config, strategy, compile_fn):
+  """Trains the student under the teacher (`Distiller`), cached logits.
+
+  The student trains for `config.epochs`, like the baseline, so that
+  `student_scratch` (same student, same epochs, no teacher) is the honest
+  comparison.
+
+  Returns:
+    A `VariantResult` named `distilled`, holding the plain student.
+  """
+  teacher = _teacher(baseline, config, splits)
+  with strategy.scope():
+    student = build_student(config.distill_student, splits, config.seed)
+    distiller = distillation.Distiller(
+        teacher, student, alpha=config.distill_alpha,
+        temperature=config.distill_temperature,
+        teacher_outputs=("probabilities" if _ends_in_softmax(teacher)
+                         else "logits"))
+    compile_fn(distiller)
+  # No augmentation: the teacher runs once over the data, not every epoch.
+  train = distillation.cache_teacher_logits(
+      teacher, splits.x_train, splits.y_train, batch_size=config.batch_size,
+      seed=config.seed + 1)
+  validation = splits.validation(config.batch_size) if splits.num_val else None
+  history = distiller.fit(train, epochs=config.epochs,
+                          validation_data=validation, verbose=config.verbose)
+  extra = {"sparsity": sparsity_report(distiller.student)}
+  extra.update(macs_report(distiller.student))
+  extra["distillation"] = {
+      "teacher": config.distill_teacher, "student": config.distill_student,
+      "temperature": config.distill_temperature, "alpha": config.distill_alpha}
+  return VariantResult("distilled", distiller.student,
+                       _history(history), extra)
+
+
+def build_student_scratch(baseline, splits, config, strategy, compile_fn):
+  """The distillation student trained on labels only, for comparison."""
+  del baseline  # the point is to train without it
+  with strategy.scope():
+    student = build_student(config.distill_student, splits, config.seed)
+    compile_fn(student)
+  history = _fit(student, splits, config, config.epochs)
+  extra = {"sparsity": sparsity_report(student)}
+  extra.update(macs_report(student))
+  return VariantResult("student_scratch", student, history, extra)
+
+
+def build_adversarial(baseline, splits, config, strategy, compile_fn):
+  """Adversarial fine-tuning of a copy of `baseline` (`AdversarialModel`).
+
+  Returns:
+    A `VariantResult` named `adversarial`, holding the plain base model.
+  """
+  low, high = splits.value_range
+  with strategy.scope():
+    base = _copy(baseline)
+    base.trainable = True
+    robust = adversarial.AdversarialModel(
+        base, attack=config.adv_attack, epsilon=config.adv_epsilon,
+        ratio=config.adv_ratio, steps=config.adv_steps,
+        step_size=config.adv_step_size, clip_min=low, clip_max=high)
+    compile_fn(robust)
+  callbacks = []
+  if config.adv_warmup_epochs:
+    callbacks.append(adversarial.EpsilonWarmup(config.adv_warmup_epochs))
+  history = _fit(robust, splits, config, config.finetune_epochs, callbacks)
+  extra = {"sparsity": sparsity_report(robust.base_model)}
+  extra.update(macs_report(robust.base_model))
+  extra["adversarial_training"] = {
+      "attack": config.adv_attack, "epsilon": config.adv_epsilon,
+      "steps": config.adv_steps, "step_size": config.adv_step_size,
+      "ratio": config.adv_ratio, "warmup_epochs": config.adv_warmup_epochs}
+  return VariantResult("adversarial", robust.base_model, history, extra)
+
+
+def robustness_report(model, splits, config, tflite_path=None):
+  """Accuracy under FGSM and PGD-20 at `config.robust_eval_epsilons`.
+
+  Adversarial examples are crafted on the Keras `model`; with
+  `tflite_path` they are then run through LiteRT.
+
+  Returns:
+    `{"fgsm@eps": acc, "pgd@eps": acc, ..., "catastrophic_overfitting"}`.
+  """
+  low, high = splits.value_range
+  kwargs = dict(epsilons=tuple(config.robust_eval_epsilons), pgd_steps=20,
+                random_start=True, clip_min=low, clip_max=high,
+                seed=config.seed)
+  if tflite_path is None:
+    result = adversarial.robust_accuracy(model, splits.x_test, splits.y_test,
+                                         **kwargs)
+  else:
+    result = adversarial.robust_accuracy_tflite(
+        tflite_path, model, splits.x_test, splits.y_test, **kwargs)
+  return {k: (float(v) if isinstance(v, float) else v)
+          for k, v in result.items()}
+
+
+def _ends_in_softmax(model):
+  last = model.layers[-1]
+  return (isinstance(last, keras.layers.Softmax) or
+          getattr(last, "activation", None) is keras.activations.softmax)
+
+
+def _history(history):
+  return {k: [float(v) for v in values]
+          for k, values in history.history.items()}

@@ -1,0 +1,308 @@
+"""`AdversarialModel`: adversarial training as a Keras model wrapping another.
+
+Each training batch is perturbed by an attack (FGSM, RS-FGSM or PGD)
+against the current weights, and the loss mixes clean and adversarial
+examples: `(1 - ratio) * clean + ratio * adversarial`.
+
+Two details make it compose with the other harnesses in one `fit`:
+
+* The attack runs the model with `training=False`, and the clean and
+  adversarial examples then go through the model in one `training=True`
+  call (concatenated). tfmot's pruning wrappers count a step per training
+  call, so a pruned base model keeps one step per batch, and the schedule
+  and `PruningCallback` behave as without adversarial training.
+* The base may be a `Distiller`: the attack targets its student, and the
+  distillation loss applies to both halves with the teacher's targets on the
+  clean inputs (as in adversarially robust distillation, Goldblum et al.,
+  2020), so cached teacher outputs keep working. Distillation, pruning and
+  adversarial training then share one `fit`:
+  `AdversarialModel(Distiller(teacher, pruned_student))`.
+"""
+
+import numbers
+
+from tf_compress._keras import check_model, keras, register, tf
+from tf_compress.adversarial import attacks
+from tf_compress.distillation.distiller import check_compiled_loss
+from tf_compress.distillation.distiller import Distiller
+from tf_compress.distillation.distiller import replica_mean_loss
+from tf_compress.errors import UserInputError
+
+__all__ = ["AdversarialModel"]
+
+
+def _is_number(value):
+  return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _regularization(model):
+  losses = [tf.cast(l, tf.float32) for l in model.losses]
+  return tf.add_n(losses) if losses else tf.constant(0.0)
+
+
+@register
+class AdversarialModel(keras.Model):
+  """Trains `base_model` on a mix of clean and adversarial batches.
+
+  `compile(optimizer, loss, metrics)` as usual (`loss` on labels; the
+  metrics are computed on the clean examples). `fit` reports `loss` (the
+  mixed total), `clean_loss`, `adversarial_loss`, `adversarial_accuracy`
+  (of the examples crafted for the batch), the metrics, and with a
+  `Distiller` base also `student_loss`, `distillation_loss` (and
+  `feature_loss`), mixed in the same ratio. `evaluate` is on clean data
+  (see `robust_accuracy` for attacks); `call`/`predict` use the base model.
+  Save or export `.base_model` (or the Distiller's student).
+
+  Attacks: `"pgd"` (`steps` steps of `step_size`, default
+  2.5 * epsilon / steps, from a random start unless `random_start=False`);
+  `"fgsm"` with `random_start=True` is RS-FGSM (Wong et al., 2020: a random
+  start, then one step of 1.25 * epsilon, projected), a cheap and robust
+  default; `"fgsm"` without random start is plain FGSM, prone to
+  catastrophic overfitting. `epsilon` is a non-trainable variable that
+  `EpsilonWarmup` can ramp during training.
+
+  Args:
+    base_model: a tf_keras classifier (logits unless `from_logits=False`),
+      possibly pruning-wrapped, or a `Distiller`.
+    attack: `"pgd"` or `"fgsm"`.
+    epsilon: the attack's radius (>= 0) in input units.
+    ratio: weight of the adversarial loss, in (0, 1]; 1 trains on
+      adversarial examples only (Madry et al.).
+    steps: PGD steps (>= 1); ignored by FGSM.
+    step_size: step size (>= 0), or None for the attack's default.
+    norm: `"linf"` or `"l2"` (PGD only; FGSM is L-inf).
+    random_start: start the attack from a random point of the ball.
+    clip_min: smallest valid input value (`DatasetSplits.value_range`).
+    clip_max: largest valid input value.
+    from_logits: whether the base model outputs logits.
+    **kwargs: `keras.Model` arguments such as `name`.
+
+  Raises:
+    TypeError: `base_model` is not a tf_keras model (Keras 3).
+    UserInputError: a bad attack, epsilon, ratio, steps, step size, norm or
+      range.
+
+  Example:
+    >>> adv = AdversarialModel(model, attack="pgd", epsilon=0.1, steps=5)
+    >>> adv.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+    ...     from_logits=True), metrics=["accuracy"])
+    >>> adv.fit(splits.train(), epochs=10, callbacks=[EpsilonWarmup(3)])
+    >>> adv.base_model.save("robust.keras")
+  """
+
+  def __init__(self, base_model, attack="pgd", epsilon=0.1, ratio=0.5,
+               steps=5, step_size=None, norm="linf", random_start=True,
+               clip_min=0.0, clip_max=1.0, from_logits=True, **kwargs):
+    super().__init__(**kwargs)
+    check_model(base_model, "base_model")
+    if attack not in attacks.ATTACKS:
+      raise UserInputError(
+          f"attack must be one of {attacks.ATTACKS}, got {attack!r}")
+    epsilon = attacks.check_epsilon(epsilon)
+    if not _is_number(ratio) or not 0.0 < ratio <= 1.0:
+      raise UserInputError(
+          f"ratio must be in (0, 1] (the weight of the adversarial loss), got "
+          f"{ratio!r}; for ratio 0 train the base model directly")
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or (
+        steps < 1):
+      raise UserInputError(f"steps must be an integer >= 1, got {steps!r}")
+    if step_size is not None and (not _is_number(step_size) or
+                                  step_size < 0):
+      raise UserInputError(
+          f"step_size must be a number >= 0 or None, got {step_size!r}")
+    if norm not in attacks.NORMS:
+      raise UserInputError(f"norm must be one of {attacks.NORMS}, got "
+                           f"{norm!r}")
+    if attack == "fgsm" and norm != "linf":
+      raise UserInputError(
+          f"attack='fgsm' is an L-inf attack, got norm={norm!r}; use "
+          "attack='pgd' (steps=1 for a single step) for L2")
+    if not (_is_number(clip_min) and _is_number(clip_max)) or (
+        clip_min >= clip_max):
+      raise UserInputError(
+          f"clip_min must be a number below clip_max, got "
+          f"clip_min={clip_min!r}, clip_max={clip_max!r}; use "
+          "DatasetSplits.value_range")
+    self.base_model = base_model
+    self.attack = attack
+    self.ratio = float(ratio)
+    self.steps = int(steps)
+    self.step_size = None if step_size is None else float(step_size)
+    self.norm = norm
+    self.random_start = bool(random_start)
+    self.clip_min = float(clip_min)
+    self.clip_max = float(clip_max)
+    self.from_logits = bool(from_logits)
+    self.epsilon = self.add_weight(
+        name="epsilon", shape=(), trainable=False,
+        initializer=keras.initializers.Constant(epsilon))
+    self._distiller = base_model if isinstance(base_model, Distiller) else None
+    names = ["loss", "clean_loss", "adversarial_loss"]
+    if self._distiller is not None:
+      names += ["student_loss", "distillation_loss"]
+      if self._distiller.feature_pairs:
+        names.append("feature_loss")
+    self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
+    self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(
+        name="adversarial_accuracy")
+    # Training calls the base model, never `self`: built when it is.
+    self.built = base_model.built
+
+  @property
+  def target_model(self):
+    """The model the attack is crafted against (a Distiller's student)."""
+    if self._distiller is not None:
+      return self._distiller.student
+    return self.base_model
+
+  def call(self, inputs, training=None):
+    return self.base_model(inputs, training=training)
+
+  def perturb(self, x, labels):
+    """Adversarial examples for a batch, with the current epsilon."""
+    x = tf.cast(x, tf.float32)
+    epsilon = tf.convert_to_tensor(self.epsilon)
+    model = self.target_model
+    if self.attack == "fgsm" and not self.random_start:
+      return attacks.fgsm_tensor(model, x, labels, epsilon, self.clip_min,
+                                 self.clip_max, self.from_logits)
+    steps = 1 if self.attack == "fgsm" else self.steps
+    if self.step_size is not None:
+      step_size = self.step_size
+    elif self.attack == "fgsm":
+      step_size = 1.25 * epsilon
+    else:
+      step_size = attacks.default_step_size(epsilon, steps)
+    return attacks.pgd_tensor(model, x, labels, epsilon, step_size, steps,
+                              self.norm, self.random_start, self.clip_min,
+                              self.clip_max, None, self.from_logits)
+
+  # -- losses ----------------------------------------------------------------
+
+  def _hard_loss(self, labels, logits, sample_weight):
+    return replica_mean_loss(self, labels, logits, sample_weight)
+
+  def _targets(self, x, y):
+    if self._distiller is not None:
+      return self._distiller.teacher_targets(x, y)
+    return y, None, []
+
+  def _forward(self, inputs, training):
+    if self._distiller is not None:
+      return self._distiller.student_outputs(inputs, training=training)
+    return self.base_model(inputs, training=training), []
+
+  def _terms(self, targets, sample_weight, logits, features):
+    labels, teacher_logits, teacher_features = targets
+    if self._distiller is None:
+      hard = tf.cast(self._hard_loss(labels, logits, sample_weight),
+                     tf.float32)
+      return {"total": hard}
+    return self._distiller.loss_terms(labels, sample_weight, logits,
+                                      features, teacher_logits,
+                                      teacher_features, self._hard_loss)
+
+  # -- Keras hooks -----------------------------------------------------------
+
+  @property
+  def metrics(self):
+    metrics = list(self._trackers.values()) + [self.adversarial_accuracy]
+    if self.compiled_metrics is not None:
+      metrics += self.compiled_metrics.metrics
+    return metrics
+
+  def _results(self, names):
+    logs = {m.name: m.result() for m in self.metrics
+            if m.name not in self._trackers and
+            m is not self.adversarial_accuracy}
+    for name in names:
+      tracker = (self.adversarial_accuracy if name == "adversarial_accuracy"
+                 else self._trackers[name])
+      logs[name] = tracker.result()
+    return logs
+
+  def train_step(self, data):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    targets = self._targets(x, y)
+    labels = targets[0]
+    x_adv = self.perturb(x, labels)
+    batch = tf.shape(x)[0]
+    with tf.GradientTape() as tape:
+      # One training call for both halves: one pruning step per batch.
+      logits, features = self._forward(
+          tf.concat([tf.cast(x, x_adv.dtype), x_adv], 0), training=True)
+      clean = self._terms(targets, sample_weight, logits[:batch],
+                          [f[:batch] for f in features])
+      adv = self._terms(targets, sample_weight, logits[batch:],
+                        [f[batch:] for f in features])
+      total = ((1.0 - self.ratio) * clean["total"] +
+               self.ratio * adv["total"] + _regularization(self.target_model))
+      # Gradients are summed over replicas: scale each replica's mean.
+      scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
+    self.optimizer.minimize(scaled, self.trainable_variables, tape=tape)
+    self._trackers["loss"].update_state(total)
+    self._trackers["clean_loss"].update_state(clean["total"])
+    self._trackers["adversarial_loss"].update_state(adv["total"])
+    for name in ("student_loss", "distillation_loss", "feature_loss"):
+      if name in self._trackers:
+        self._trackers[name].update_state(
+            (1.0 - self.ratio) * clean[name] + self.ratio * adv[name])
+    self.adversarial_accuracy.update_state(labels, logits[batch:],
+                                           sample_weight)
+    self.compute_metrics(x, labels, logits[:batch], sample_weight)
+    return self._results(list(self._trackers) + ["adversarial_accuracy"])
+
+  def test_step(self, data):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    targets = self._targets(x, y)
+    logits, features = self._forward(x, training=False)
+    terms = self._terms(targets, sample_weight, logits, features)
+    total = terms["total"] + _regularization(self.target_model)
+    self._trackers["loss"].update_state(total)
+    names = ["loss"]
+    for name in ("student_loss", "distillation_loss", "feature_loss"):
+      if name in self._trackers:
+        self._trackers[name].update_state(terms[name])
+        names.append(name)
+    self.compute_metrics(x, targets[0], logits, sample_weight)
+    return self._results(names)
+
+  # Checks run here, in Python: an error raised while Keras traces the
+  # train step would reach the caller wrapped in a TensorFlow StagingError.
+
+  def fit(self, x=None, y=None, batch_size=None, **kwargs):
+    # pylint: disable=arguments-differ
+    check_compiled_loss(self)
+    if self._distiller is not None:
+      self._distiller.check_data(x, y, batch_size)
+    return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+  def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+    # pylint: disable=arguments-differ
+    check_compiled_loss(self)
+    if self._distiller is not None:
+      self._distiller.check_data(x, y, batch_size)
+    return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+  def get_config(self):
+    return {
+        "name": self.name,
+        "base_model": keras.utils.serialize_keras_object(self.base_model),
+        "attack": self.attack,
+        "epsilon": float(keras.backend.get_value(self.epsilon)),
+        "ratio": self.ratio,
+        "steps": self.steps,
+        "step_size": self.step_size,
+        "norm": self.norm,
+        "random_start": self.random_start,
+        "clip_min": self.clip_min,
+        "clip_max": self.clip_max,
+        "from_logits": self.from_logits,
+    }
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    config["base_model"] = keras.utils.deserialize_keras_object(
+        config["base_model"], custom_objects=custom_objects)
+    return cls(**config)

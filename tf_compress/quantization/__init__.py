@@ -1,0 +1,44 @@
+"""Quantization-aware training, weight clustering and collaborative schemes.
+
+    from tf_compress import quantization
+
+    qat = quantization.quantize_model(model)          # or layers=["fc.*"]
+    qat.compile(...)
+    qat.fit(data, epochs=3, callbacks=[quantization.QATFreezeCallback(2)])
+    data = export.convert_to_tflite(qat, "int8")
+
+    clustered = quantization.cluster_model(model, num_clusters=16)
+    clustered.compile(...); clustered.fit(data, epochs=2)
+    stripped = quantization.strip_clustering(clustered)
+    quantization.unique_values_per_layer(stripped)   # unique <= 16
+
+    pqat = quantization.pqat_model(pruning.strip_pruning(pruned))
+    cqat = quantization.cqat_model(stripped)
+"""
+
+from tf_compress.quantization.callbacks import FrozenRangeQuantizer
+from tf_compress.quantization.callbacks import QATFreezeCallback
+from tf_compress.quantization.clustering import CLUSTER_INITS
+from tf_compress.quantization.clustering import cluster_model
+from tf_compress.quantization.clustering import find_clustering_wrappers
+from tf_compress.quantization.clustering import strip_clustering
+from tf_compress.quantization.clustering import unique_values_per_layer
+from tf_compress.quantization.collaborative import cqat_model
+from tf_compress.quantization.collaborative import pqat_model
+from tf_compress.quantization.collaborative import prune_then_cluster
+from tf_compress.quantization.qat import find_quantizers
+from tf_compress.quantization.qat import load_qat_model
+from tf_compress.quantization.qat import quantize_model
+from tf_compress.quantization.qat import SCHEMES
+from tf_compress.quantization.qat import strip_quantization
+
+__all__ = [
+    # Quantization-aware training.
+    "find_quantizers", "FrozenRangeQuantizer", "load_qat_model",
+    "QATFreezeCallback", "quantize_model", "SCHEMES", "strip_quantization",
+    # Clustering.
+    "CLUSTER_INITS", "cluster_model", "find_clustering_wrappers",
+    "strip_clustering", "unique_values_per_layer",
+    # Collaborative optimisation.
+    "cqat_model", "pqat_model", "prune_then_cluster",
+]

@@ -1,0 +1,256 @@
+"""`QATFreezeCallback`: freeze quantization ranges and BatchNorm statistics.
+
+Late in quantization-aware training, the ranges that tfmot's fake-quant ops
+learn (min/max variables: moving averages for activations, last values for
+weights) and BatchNormalization's moving statistics are usually frozen, so
+that the last epochs fine-tune the weights against fixed quantization
+parameters, as the exported int8 model will use them.
+
+How. tfmot's quantizers update their range variables only when called with
+`training=True`. From the chosen epoch, the callback hands every quantizer
+of the model's quantize wrappers and input quantize layers to a
+`FrozenRangeQuantizer`, which calls it with `training=False`: the
+fake-quant ops keep quantizing (with the stored ranges) and passing
+gradients, and the ranges stop changing. BatchNormalization layers are set
+`trainable=False`, which in Keras 2 runs them in inference mode (moving
+statistics fixed; gamma and beta stop training too; the order of the
+model's `weights` is unchanged, so checkpoints still load). The compiled
+training function is then rebuilt so that the next step runs the frozen
+graph. At
+the end of `fit` everything is put back as it was, so a model saved after
+training is a plain tfmot model, and a later `fit` without the callback
+trains as before.
+
+One exception: the weight quantizers of cluster-preserving QAT (CQAT) also
+re-cluster the kernel when `training=True`, so they are left alone, and
+those kernels' ranges keep following the (clustered) kernels.
+"""
+
+import numbers
+
+from absl import logging
+import tensorflow_model_optimization as tfmot
+# tfmot's (de)serializers of quantizers, which its layers use.
+from tensorflow_model_optimization.python.core.quantization.keras import utils as quantize_utils  # pylint: disable=line-too-long
+
+from tf_compress._keras import keras, register
+from tf_compress.errors import ModelError, UserInputError
+from tf_compress.quantization.qat import find_quantizers
+
+__all__ = ["QATFreezeCallback", "FrozenRangeQuantizer"]
+
+tq = tfmot.quantization.keras
+# Quantizers whose `training` flag does more than update ranges.
+_TRAINING_SENSITIVE = ("ClusterPreserveDefaultWeightsQuantizer",)
+
+
+@register
+class FrozenRangeQuantizer(tq.quantizers.Quantizer):
+  """Runs a tfmot quantizer with its ranges frozen (`training=False`).
+
+  The stored min/max variables quantize; they are never updated. Used by
+  `QATFreezeCallback`; registered so that a model saved while frozen (a
+  checkpoint in the middle of `fit`) still loads. Such a model's input
+  quantize layers stay frozen until a `QATFreezeCallback` trains it again.
+
+  Args:
+    quantizer: the tfmot `Quantizer` to freeze.
+
+  Example:
+    >>> frozen = FrozenRangeQuantizer(
+    ...     tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
+    ...         8, False, False, False))
+  """
+
+  def __init__(self, quantizer):
+    if not isinstance(quantizer, tq.quantizers.Quantizer):
+      raise UserInputError(
+          "FrozenRangeQuantizer needs a tfmot Quantizer, got "
+          f"{type(quantizer).__name__}")
+    self.quantizer = quantizer
+
+  def build(self, tensor_shape, name, layer):
+    return self.quantizer.build(tensor_shape, name, layer)
+
+  def __call__(self, inputs, training, weights, **kwargs):
+    del training  # Always inference: no range update.
+    return self.quantizer(inputs, False, weights, **kwargs)
+
+  def get_config(self):
+    # tfmot's own (legacy) format, as its layers serialize quantizers.
+    return {"quantizer": quantize_utils.serialize_keras_object(
+        self.quantizer)}
+
+  @classmethod
+  def from_config(cls, config):
+    with tq.quantize_scope():
+      quantizer = quantize_utils.deserialize_keras_object(config["quantizer"])
+    return cls(quantizer)
+
+  def __eq__(self, other):
+    return (isinstance(other, FrozenRangeQuantizer) and
+            self.quantizer == other.quantizer)
+
+  def __ne__(self, other):
+    return not self.__eq__(other)
+
+
+def _freezable(quantizer):
+  if quantizer is None or isinstance(quantizer, FrozenRangeQuantizer):
+    return False
+  return not any(base.__name__ in _TRAINING_SENSITIVE
+                 for base in type(quantizer).__mro__)
+
+
+def _batchnorm_layers(model):
+  """`[(batchnorm, quantize wrapper or None)]` of `model`."""
+  found = []
+  for layer in model.layers:
+    if isinstance(layer, keras.layers.BatchNormalization):
+      found.append((layer, None))
+    elif isinstance(getattr(layer, "layer", None),
+                    keras.layers.BatchNormalization):
+      found.append((layer.layer, layer))
+  return found
+
+
+@register
+class QATFreezeCallback(keras.callbacks.Callback):
+  """Freezes QAT ranges and BatchNorm statistics from a chosen epoch.
+
+  From the start of epoch `freeze_epoch` (0-based; `freeze_epoch` epochs
+  train with live ranges) the quantization ranges stop updating and
+  BatchNormalization runs in inference mode (see the module docstring).
+  `logs["qat_frozen"]` is 1.0 for the epochs trained frozen and 0.0 before,
+  and the freeze is logged (absl, and printed when `verbose`). With
+  `freeze_epoch=0` the ranges tfmot initialised are never trained: only
+  use that to resume a model whose ranges were trained already. If the
+  BatchNorm moving statistics still lag behind the batch statistics (a
+  short float training), the loss jumps in the first frozen epoch, then
+  falls: from then on training computes what inference computes.
+
+  Args:
+    freeze_epoch: the first epoch to train frozen, an integer >= 0.
+    verbose: print a line when freezing.
+
+  Raises:
+    UserInputError: `freeze_epoch` is not an integer >= 0.
+    ModelError: (from `set_model`) the model has no quantize wrappers.
+
+  Example:
+    >>> qat = quantize_model(model)
+    >>> qat.compile(...)
+    >>> history = qat.fit(data, epochs=4, callbacks=[QATFreezeCallback(2)])
+    >>> history.history["qat_frozen"]
+    [0.0, 0.0, 1.0, 1.0]
+  """
+
+  def __init__(self, freeze_epoch, verbose=False):
+    super().__init__()
+    if (isinstance(freeze_epoch, bool) or
+        not isinstance(freeze_epoch, numbers.Integral) or freeze_epoch < 0):
+      raise UserInputError(
+          f"QATFreezeCallback freeze_epoch must be an integer >= 0, got "
+          f"{freeze_epoch!r}")
+    self.freeze_epoch = int(freeze_epoch)
+    self.verbose = bool(verbose)
+    self._restore = []
+    self.frozen = False
+
+  def set_model(self, model):
+    super().set_model(model)
+    wrappers, inputs = find_quantizers(model)
+    if not wrappers and not inputs:
+      raise ModelError(
+          f"QATFreezeCallback: model {model.name!r} has no quantize "
+          "wrappers; make it quantization-aware first with "
+          "tf_compress.quantization.quantize_model")
+
+  def on_train_begin(self, logs=None):
+    # A checkpoint saved while frozen loads with frozen input quantizers;
+    # freezing is this callback's job, so start from live ranges.
+    for layer in find_quantizers(self.model)[1]:
+      if isinstance(layer.quantizer, FrozenRangeQuantizer):
+        layer.quantizer = layer.quantizer.quantizer
+
+  def _freeze(self):
+    """Swaps in frozen quantizers; records how to undo it."""
+    undo = []
+    wrappers, inputs = find_quantizers(self.model)
+    # pylint: disable=protected-access
+    for wrapper in wrappers:
+      weight_vars = list(wrapper._weight_vars)
+      wrapper._weight_vars = [
+          (w, FrozenRangeQuantizer(q) if _freezable(q) else q, v)
+          for w, q, v in weight_vars]
+      undo.append((wrapper, "_weight_vars", weight_vars))
+      for activation in wrapper._quantize_activations:
+        if _freezable(activation.quantizer):
+          undo.append((activation, "quantizer", activation.quantizer))
+          activation.quantizer = FrozenRangeQuantizer(activation.quantizer)
+      outputs = list(getattr(wrapper, "_output_quantizers", None) or [])
+      if outputs:
+        wrapper._output_quantizers = [
+            FrozenRangeQuantizer(q) if _freezable(q) else q for q in outputs]
+        undo.append((wrapper, "_output_quantizers", outputs))
+    # pylint: enable=protected-access
+    for layer in inputs:
+      if _freezable(layer.quantizer):
+        undo.append((layer, "quantizer", layer.quantizer))
+        layer.quantizer = FrozenRangeQuantizer(layer.quantizer)
+    for layer, wrapper in _batchnorm_layers(self.model):
+      if not layer.trainable:
+        continue
+      if wrapper is not None:
+        # QuantizeWrapperV2 lists its layer's trainable weights as its own
+        # too: left there, gamma and beta would still train, and would be
+        # listed twice in `weights` (breaking .h5 checkpoints).
+        # pylint: disable=protected-access
+        own = list(wrapper._trainable_weights)
+        moved = {id(w) for w in layer.trainable_weights}
+        wrapper._trainable_weights = [w for w in own if id(w) not in moved]
+        # pylint: enable=protected-access
+        undo.append((wrapper, "_trainable_weights", own))
+      undo.append((layer, "trainable", True))
+      layer.trainable = False
+    self._restore = undo
+    self.frozen = True
+    self._rebuild()
+
+  def _rebuild(self):
+    # fit() looks `train_function` up at every step, so the next step runs
+    # the graph traced now.
+    self.model.train_function = None
+    self.model.make_train_function(force=True)
+
+  def _unfreeze(self):
+    for obj, name, value in reversed(self._restore):
+      setattr(obj, name, value)
+    self._restore = []
+    self.frozen = False
+    # The next fit() traces again, with live ranges.
+    self.model.train_function = None
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if epoch >= self.freeze_epoch and not self.frozen:
+      self._freeze()
+      message = (f"QATFreezeCallback: froze quantization ranges and "
+                 f"BatchNorm statistics at epoch {epoch}")
+      logging.info(message)
+      if self.verbose:
+        print(message)
+
+  def on_epoch_end(self, epoch, logs=None):
+    if logs is not None:
+      logs["qat_frozen"] = 1.0 if self.frozen else 0.0
+
+  def on_train_end(self, logs=None):
+    if self.frozen:
+      self._unfreeze()
+
+  def get_config(self):
+    return {"freeze_epoch": self.freeze_epoch, "verbose": self.verbose}
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)

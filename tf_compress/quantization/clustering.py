@@ -1,0 +1,229 @@
+"""Weight clustering with tfmot: at most N distinct values per kernel.
+
+`cluster_model` copies the caller's model and wraps the chosen layers with
+tfmot's `ClusterWeights`: each clusterable weight (the kernel of Conv and
+Dense layers, an Embedding's table, a SeparableConv's pointwise kernel) is
+replaced by `num_clusters` shared centroids, fine-tuned in training. After
+`strip_clustering`, each such weight holds at most `num_clusters` distinct
+values, which is what makes the exported file compress well (gzip) and what
+int8 quantization keeps: with per-channel scales, N centroids become at
+most N int8 values per output channel.
+
+Layers clustered: the built-in layers in tfmot's clustering registry that
+have a weight to cluster, and custom layers implementing
+`tfmot.clustering.keras.ClusterableLayer`. A weight with no more elements
+than `num_clusters` already has at most that many values, so its layer is
+left alone (as tfmot does for small Conv2D kernels). Recurrent and
+attention layers are not handled here.
+"""
+
+import numbers
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+# tfmot exports neither the wrapper class, nor the registry's weight table,
+# nor (in its public API) the cluster_weights that preserves sparsity.
+from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry  # pylint: disable=line-too-long
+from tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper import ClusterWeights  # pylint: disable=line-too-long
+from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental_cluster  # pylint: disable=line-too-long
+
+from tf_compress._keras import check_model, keras
+from tf_compress.errors import ModelError, UserInputError
+from tf_compress.pruning._wrappers import is_graph_model
+from tf_compress.quantization.qat import check_plain_model
+from tf_compress.quantization.qat import copy_model
+from tf_compress.quantization.qat import layer_filter
+
+__all__ = ["CLUSTER_INITS", "cluster_model", "strip_clustering",
+           "unique_values_per_layer", "find_clustering_wrappers"]
+
+_Init = tfmot.clustering.keras.CentroidInitialization
+CLUSTER_INITS = {
+    "kmeans++": _Init.KMEANS_PLUS_PLUS,
+    "linear": _Init.LINEAR,
+    "density": _Init.DENSITY_BASED,
+    "random": _Init.RANDOM,
+}
+# pylint: disable-next=protected-access
+_WEIGHT_NAMES = clustering_registry.ClusteringRegistry._LAYERS_WEIGHTS_MAP
+
+
+def _check_num_clusters(num_clusters):
+  if (isinstance(num_clusters, bool) or
+      not isinstance(num_clusters, numbers.Integral) or num_clusters < 2):
+    raise UserInputError(
+        f"num_clusters must be an integer >= 2 (distinct values kept per "
+        f"weight), got {num_clusters!r}; 8 or 16 are common")
+  return int(num_clusters)
+
+
+def _check_init(init):
+  if isinstance(init, _Init):
+    return init
+  if not isinstance(init, str) or init not in CLUSTER_INITS:
+    raise UserInputError(
+        f"unknown centroid initialization {init!r}; choose one of "
+        f"{', '.join(CLUSTER_INITS)}")
+  return CLUSTER_INITS[init]
+
+
+def clusterable_weights(layer):
+  """`[(name, variable)]` that clustering would share out in `layer`.
+
+  Returns:
+    The list (empty for layers with nothing to cluster, such as ReLU,
+    BatchNormalization or DepthwiseConv2D), or None for a layer with
+    trainable weights that tfmot cannot cluster (a custom layer).
+  """
+  if isinstance(layer, ClusterWeights):
+    layer = layer.layer
+  if isinstance(layer, tfmot.clustering.keras.ClusterableLayer):
+    return list(layer.get_clusterable_weights())
+  names = _WEIGHT_NAMES.get(type(layer))
+  if names is None:
+    return None if layer.trainable_weights else []
+  if not layer.trainable_weights:
+    return []
+  return [(name, getattr(layer, name)) for name in names]
+
+
+def _unclusterable(layer):
+  return ModelError(
+      f"layer {layer.name!r} ({type(layer).__name__}) was selected for "
+      "clustering, but tfmot cannot cluster it: implement "
+      "tfmot.clustering.keras.ClusterableLayer (get_clusterable_weights() "
+      "returning [(name, kernel)]), or leave it out with `layers` (name "
+      "patterns) or `layer_types`")
+
+
+def cluster_model(model, num_clusters, init="kmeans++", layers=None,
+                  layer_types=None, preserve_sparsity=False):
+  """Returns a copy of `model` whose chosen layers tfmot clusters in training.
+
+  The caller's model and its weights are never changed. Fine-tune the
+  result (an epoch or two at a low learning rate), then `strip_clustering`
+  it for export.
+
+  Args:
+    model: a trained, built tf_keras Sequential or Functional model (no
+      nested models, no tfmot wrappers).
+    num_clusters: distinct values per clustered weight, an integer >= 2.
+    init: centroid initialization, one of `CLUSTER_INITS`: `kmeans++`,
+      `linear` (evenly spaced between min and max), `density` (evenly
+      spaced in the weights' cumulative distribution) or `random`.
+    layers: None (all clusterable layers), or regular expressions matching
+      the whole names of the layers to cluster.
+    layer_types: None (all), or class names such as `["Dense"]`.
+    preserve_sparsity: keep the zeros of a pruned model (one centroid is
+      held at 0 and zero weights stay zero); see
+      `collaborative.prune_then_cluster`.
+
+  Returns:
+    A new, uncompiled `keras.Model` with tfmot `ClusterWeights` wrappers.
+
+  Raises:
+    TypeError: for a Keras 3 model.
+    UserInputError: `num_clusters` < 2, an unknown `init`, or a bad
+      selection.
+    ModelError: the model cannot be wrapped, a chosen layer cannot be
+      clustered, or none is chosen.
+  """
+  check_plain_model(model, "cluster_model")
+  num_clusters = _check_num_clusters(num_clusters)
+  centroid_init = _check_init(init)
+  chosen = layer_filter(layers, layer_types)
+  copy = copy_model(model, "cluster_model")
+  wrap_ids = set()
+  for layer in copy.layers:
+    if isinstance(layer, keras.layers.InputLayer) or not chosen(layer):
+      continue
+    weights = clusterable_weights(layer)
+    if weights is None:
+      raise _unclusterable(layer)
+    if any(int(np.prod(w.shape)) > num_clusters for _, w in weights):
+      wrap_ids.add(id(layer))
+  if not wrap_ids:
+    raise ModelError(
+        f"no layer of model {model.name!r} is selected for clustering "
+        f"({chosen.description}, with weights of more than {num_clusters} "
+        "elements); widen the selection")
+
+  def wrap(layer):
+    if id(layer) not in wrap_ids:
+      return layer
+    return experimental_cluster.cluster_weights(
+        layer, num_clusters, centroid_init,
+        preserve_sparsity=bool(preserve_sparsity))
+
+  return keras.models.clone_model(copy, clone_function=wrap)
+
+
+def find_clustering_wrappers(model):
+  """The tfmot `ClusterWeights` wrappers of `model`, in model order."""
+  return [layer for layer in model.layers if isinstance(layer, ClusterWeights)]
+
+
+def strip_clustering(model):
+  """Returns a plain Keras copy of a clustered model, for export.
+
+  tfmot's `strip_clustering` puts the clustered values in the kernels (it
+  refreshes each wrapper's cluster assignments first; the wrappers'
+  variables are restored afterwards, so `model` is left as it was); the
+  result is copied again, so it shares no layer or variable with `model`.
+
+  Args:
+    model: a Sequential or Functional model with clustering wrappers (a
+      model without any is simply copied).
+
+  Returns:
+    A new, uncompiled `keras.Model` with the original layer classes.
+
+  Raises:
+    TypeError: for a Keras 3 model.
+    ModelError: for a subclassed model.
+  """
+  check_model(model)
+  if not is_graph_model(model):
+    raise ModelError(
+        f"strip_clustering needs a Sequential or Functional model, got the "
+        f"subclassed model {model.name!r}")
+  wrappers = find_clustering_wrappers(model)
+  variables = [v for wrapper in wrappers for v in wrapper.variables]
+  saved = keras.backend.batch_get_value(variables)
+  try:
+    shared = tfmot.clustering.keras.strip_clustering(model)
+  finally:
+    keras.backend.batch_set_value(list(zip(variables, saved)))
+  return copy_model(shared, "strip_clustering")
+
+
+def unique_values_per_layer(model):
+  """Distinct values of each clusterable weight of `model`.
+
+  Args:
+    model: a clustered model (with wrappers: counted on what
+      `strip_clustering` would export) or a plain one.
+
+  Returns:
+    A list of dicts, one per clusterable weight in model order: `layer`
+    (the layer's name, without tfmot's `cluster_` prefix), `weight` (its
+    attribute name, e.g. `kernel`), `size` (elements) and `unique`
+    (distinct values). Layers tfmot cannot cluster are not listed.
+
+  Raises:
+    TypeError: for a Keras 3 model.
+    ModelError: for a subclassed model.
+  """
+  check_model(model)
+  if find_clustering_wrappers(model):
+    model = strip_clustering(model)
+  rows = []
+  for layer in model.layers:
+    if isinstance(layer, keras.Model):
+      continue
+    for name, weight in clusterable_weights(layer) or []:
+      values = keras.backend.get_value(weight)
+      rows.append({"layer": layer.name, "weight": name,
+                   "size": int(values.size),
+                   "unique": int(np.unique(values).size)})
+  return rows
