@@ -35,7 +35,7 @@ bazel-tools:
 	-@command -v bazel >/dev/null 2>&1 || tools/install_bazel.sh
 
 test: install-test bazel-tools
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bazel-check: bazel-tools
 	$(PYTHON) tools/check_bazel.py --bazel
