@@ -88,6 +88,9 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
             f"{log_dir!r}")
       log_dir = os.fspath(log_dir)
     self.log_dir = log_dir
+    # The batch hooks read no logs: let Keras skip converting them to numpy
+    # after every step, which would block on each step's results.
+    self._supports_tf_logs = True
     self._wrappers = []
     self._groups = []
     self._last_steps = {}
