@@ -56,15 +56,6 @@ def prepare_output_dir(path):
   return path
 
 
-def outputs_probabilities(model):
-  """True when the model's last layer applies a softmax (not logits)."""
-  last = model.layers[-1]
-  if isinstance(last, keras.layers.Softmax):
-    return True
-  activation = getattr(last, "activation", None)
-  return activation is keras.activations.softmax
-
-
 def build_model_for(config, splits):
   """Builds the registered model, or loads the saved one, for `splits`."""
   if config.model in models_lib.available_models():
@@ -93,7 +84,7 @@ def compile_model(model, config):
   model.compile(
       optimizer=optimizers[config.optimizer](learning_rate=config.learning_rate),
       loss=keras.losses.SparseCategoricalCrossentropy(
-          from_logits=not outputs_probabilities(model)),
+          from_logits=not variants_lib.outputs_probabilities(model)),
       metrics=["accuracy"])
   return model
 
@@ -116,11 +107,6 @@ def _class_weights(config, splits):
   return {int(k): float(v)
           for k, v in stats["suggested_class_weights"].items()
           if v is not None}
-
-
-def _history_dict(history):
-  return {key: [float(v) for v in values]
-          for key, values in history.history.items()}
 
 
 def measure_latency(path, config):
@@ -243,7 +229,7 @@ def run(config: TrainConfig, argv=None):
       validation_data=validation, epochs=config.epochs,
       class_weight=_class_weights(config, splits), verbose=config.verbose)
   timing = {"baseline_train_seconds": round(time.perf_counter() - started, 3)}
-  histories = {"baseline": _history_dict(history)}
+  histories = {"baseline": variants_lib.history_dict(history)}
   atomic_write_json(os.path.join(output_dir, "history.json"), histories)
 
   baseline_extra = {"sparsity": variants_lib.sparsity_report(model)}

@@ -21,7 +21,8 @@ from tf_compress.analysis.flops import count_macs
 __all__ = ["VariantResult", "steps_per_epoch", "pruning_config_for",
            "build_pruned", "build_sliced", "build_qat", "build_clustered",
            "build_student", "build_distilled", "build_student_scratch",
-           "build_adversarial", "robustness_report",
+           "build_adversarial", "robustness_report", "history_dict",
+           "outputs_probabilities",
            "sparsity_report", "macs_report"]
 
 
@@ -83,8 +84,7 @@ def _fit(model, splits, config, epochs, callbacks=()):
   history = model.fit(splits.train(config.batch_size, seed=config.seed + 1),
                       validation_data=validation, epochs=epochs,
                       callbacks=list(callbacks), verbose=config.verbose)
-  return {k: [float(v) for v in values]
-          for k, values in history.history.items()}
+  return history_dict(history)
 
 
 def build_pruned(baseline, splits, config, strategy, compile_fn):
@@ -247,7 +247,7 @@ def build_distilled(baseline, splits, config, strategy, compile_fn):
     distiller = distillation.Distiller(
         teacher, student, alpha=config.distill_alpha,
         temperature=config.distill_temperature,
-        teacher_outputs=("probabilities" if _ends_in_softmax(teacher)
+        teacher_outputs=("probabilities" if outputs_probabilities(teacher)
                          else "logits"))
     compile_fn(distiller)
   # No augmentation: the teacher runs once over the data, not every epoch.
@@ -263,7 +263,7 @@ def build_distilled(baseline, splits, config, strategy, compile_fn):
       "teacher": config.distill_teacher, "student": config.distill_student,
       "temperature": config.distill_temperature, "alpha": config.distill_alpha}
   return VariantResult("distilled", distiller.student,
-                       _history(history), extra)
+                       history_dict(history), extra)
 
 
 def build_student_scratch(baseline, splits, config, strategy, compile_fn):
@@ -329,12 +329,14 @@ def robustness_report(model, splits, config, tflite_path=None):
           for k, v in result.items()}
 
 
-def _ends_in_softmax(model):
+def outputs_probabilities(model):
+  """True when the model's last layer applies a softmax (not logits)."""
   last = model.layers[-1]
   return (isinstance(last, keras.layers.Softmax) or
           getattr(last, "activation", None) is keras.activations.softmax)
 
 
-def _history(history):
+def history_dict(history):
+  """A Keras History as a JSON-safe dict of float lists."""
   return {k: [float(v) for v in values]
           for k, values in history.history.items()}
