@@ -17,11 +17,16 @@ from tf_compress.analysis.model_stats import count_nonzero_params
 from tf_compress.analysis.model_stats import count_params
 from tf_compress.analysis.model_stats import keras_file_bytes
 from tf_compress.analysis.model_stats import model_stats
+from tf_compress.analysis.pareto import dominates
+from tf_compress.analysis.pareto import hypervolume
+from tf_compress.analysis.pareto import pareto_front
+from tf_compress.analysis.pareto import pareto_mask
 from tf_compress.analysis.plots import plot_training_curves
 
 __all__ = ["balanced_accuracy", "comparison_rows", "format_comparison", "classification_metrics", "confusion_matrix", "count_macs",
            "count_nonzero_params", "count_params", "environment_info",
            "expected_calibration_error", "macro_f1", "per_class_change",
-           "precision_recall_f1",
+           "precision_recall_f1", "dominates", "hypervolume", "pareto_front",
+           "pareto_mask",
            "keras_file_bytes", "model_stats", "per_class_accuracy",
            "plot_training_curves", "top_k_accuracy"]
