@@ -149,6 +149,7 @@ def _bad_npz(tmp_path, name, **arrays):
     "unknown-dataset", "missing-file", "corrupt-file", "labels-mismatch",
     "out-of-range", "wrong-type", "bad-image-size", "fractions-sum",
     "unwritable-output", "missing-model", "positional-arg",
+    "sweep-out-of-range", "sweep-not-a-number",
 ])
 def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
   out = tmp_path / "out"
@@ -164,6 +165,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
       "unwritable-output": None,
       "missing-model": [f"--model={tmp_path}/nope.keras"],
       "positional-arg": ["stray"],
+      "sweep-out-of-range": ["--sweep_sparsity=0.5,1.5"],
+      "sweep-not-a-number": ["--sweep_slice=half"],
   }[case]
   expect = {
       "unknown-dataset": "unknown dataset 'no_such_data'",
@@ -177,6 +180,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
       "unwritable-output": "--output_dir",
       "missing-model": "nope.keras",
       "positional-arg": "stray",
+      "sweep-out-of-range": "--sweep_sparsity",
+      "sweep-not-a-number": "--sweep_slice",
   }[case]
   if case == "corrupt-file":
     (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")

@@ -92,6 +92,11 @@ class TrainConfig:
     benchmark_threads: CPU thread counts swept (XNNPACK).
     use_gpu: also try the LiteRT GPU accelerator (reports unavailable with
       the runtime's reason where there is no GPU).
+    combine: add the `combined` variant, every configured method applied
+      one after another (see `tf_compress.chain`).
+    sweep_sparsity: target sparsities of a params-vs-accuracy sweep: one
+      pruned variant `pruned_<percent>` per level, from the same baseline.
+    sweep_slice: slice ratios of a sweep: one `sliced_<percent>` per level.
   """
   output_dir: str = "tf_compress_run"
   dataset: str = "digits"
@@ -145,6 +150,9 @@ class TrainConfig:
   benchmark_warmup: int = 5
   benchmark_threads: Tuple[int, ...] = (1,)
   use_gpu: bool = False
+  combine: bool = False
+  sweep_sparsity: Tuple[float, ...] = ()
+  sweep_slice: Tuple[float, ...] = ()
 
   def __post_init__(self):
     if not isinstance(self.output_dir, str) or not self.output_dir:
@@ -269,6 +277,20 @@ class TrainConfig:
     if any(not e >= 0 for e in self.robust_eval_epsilons):
       _fail("robust_eval_epsilons", self.robust_eval_epsilons,
             "epsilons >= 0")
+    for field, upper in (("sweep_sparsity", "in [0, 1)"),
+                         ("sweep_slice", "in [0, 1)")):
+      levels = getattr(self, field)
+      if isinstance(levels, str):
+        levels = [v for v in levels.split(",") if v.strip()]
+      try:
+        levels = tuple(float(v) for v in levels)
+      except (TypeError, ValueError):
+        _fail(field, getattr(self, field), "a list of numbers")
+      if any(not 0.0 <= v < 1.0 for v in levels):
+        _fail(field, levels, f"levels {upper}")
+      if len(set(levels)) != len(levels):
+        _fail(field, levels, "a list without repeats")
+      object.__setattr__(self, field, levels)
     if int(self.benchmark_runs) < 0:
       _fail("benchmark_runs", self.benchmark_runs, ">= 0")
     if int(self.benchmark_warmup) < 0:
@@ -285,6 +307,8 @@ class TrainConfig:
     data["export"] = list(data["export"])
     data["benchmark_threads"] = list(data["benchmark_threads"])
     data["robust_eval_epsilons"] = list(data["robust_eval_epsilons"])
+    data["sweep_sparsity"] = list(data["sweep_sparsity"])
+    data["sweep_slice"] = list(data["sweep_slice"])
     if data["image_size"] is not None:
       data["image_size"] = list(data["image_size"])
     return data

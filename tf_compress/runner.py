@@ -8,7 +8,10 @@ import os
 import tempfile
 import time
 
+import dataclasses
+
 from tf_compress import benchmark as benchmark_lib
+from tf_compress import chain
 from tf_compress import data as data_lib
 from tf_compress import distribute
 from tf_compress import export as export_lib
@@ -27,10 +30,14 @@ from tf_compress.errors import UserInputError
 from tf_compress.io_utils import atomic_write_json
 
 __all__ = ["run", "prepare_output_dir", "build_model_for", "compile_model",
-           "evaluate_model", "export_variant", "measure_latency", "REPORT_NAME", "REPORT_SCHEMA_VERSION"]
+           "evaluate_model", "export_variant", "measure_latency",
+           "headline_metrics", "REPORT_NAME", "REPORT_SCHEMA_VERSION"]
 
 REPORT_NAME = "report.json"
 REPORT_SCHEMA_VERSION = 1
+# Above this max/min class-count ratio the report leads with balanced
+# accuracy and macro-F1 instead of top-1/top-K.
+IMBALANCE_THRESHOLD = 1.5
 # Calibrating int8 on the whole (small) training split avoids the output
 # clipping seen with fewer samples; capped for large datasets.
 _CALIBRATION_SAMPLES = 2000
@@ -161,6 +168,7 @@ def export_variant(name, model, splits, config, output_dir):
     if config.robust_eval_epsilons:
       entry["robust_accuracy"] = variants_lib.robustness_report(
           model, splits, config, tflite_path=path)
+    entry["per_class_accuracy"] = check.get("per_class_accuracy")
     entries.append(entry)
   return entries
 
@@ -180,7 +188,63 @@ def _record_variant(name, model, splits, config, output_dir, extra):
     entry["robust_accuracy"] = variants_lib.robustness_report(model, splits,
                                                               config)
   entry["tflite"] = export_variant(name, model, splits, config, output_dir)
+  for export in entry["tflite"]:
+    if export.get("per_class_accuracy") is not None:
+      # Who pays for the conversion: the export against its Keras model.
+      export["per_class_change"] = per_class_change(
+          entry["per_class_accuracy"], export["per_class_accuracy"])
   return entry
+
+
+def _level_name(prefix, level):
+  """`pruned_80` for 0.8, `pruned_87.5` for 0.875."""
+  return f"{prefix}_{round(level * 100, 2):g}"
+
+
+def _sweep_row(level, entry):
+  """One point of a params-vs-accuracy curve."""
+  p50 = {}
+  for export in entry["tflite"]:
+    cpu = (export.get("latency") or {}).get("cpu") or []
+    p50[export["mode"]] = cpu[0].get("p50_ms") if cpu else None
+  return {
+      "level": level, "variant": entry["name"], "params": entry["params"],
+      "nonzero_params": entry["nonzero_params"],
+      "sparsity": entry.get("sparsity", {}).get("overall"),
+      "macs": entry.get("macs"), "top1": entry["top1"],
+      "topk": entry["topk"], "top_k": entry["top_k"],
+      "balanced_accuracy": entry["balanced_accuracy"],
+      "macro_f1": entry["macro_f1"],
+      "gzip_bytes": {e["mode"]: e["gzip_bytes"] for e in entry["tflite"]},
+      "p50_ms": p50,
+  }
+
+
+def _sweep_builders(config):
+  """(sweep key, variant name, level, builder, config) per sweep level."""
+  jobs = []
+  for level in config.sweep_sparsity:
+    # The level the `pruned` variant already trained is not trained again.
+    same = config.prune_sparsity == level and config.prune_m_by_n is None
+    jobs.append(("sparsity", "pruned" if same else _level_name("pruned", level),
+                 level, None if same else variants_lib.build_pruned,
+                 dataclasses.replace(config, prune_sparsity=level,
+                                     prune_m_by_n=None)))
+  for level in config.sweep_slice:
+    same = config.slice_ratio == level
+    jobs.append(("slice", "sliced" if same else _level_name("sliced", level),
+                 level, None if same else variants_lib.build_sliced,
+                 dataclasses.replace(config, slice_ratio=level)))
+  return jobs
+
+
+def headline_metrics(config, analysis):
+  """The metrics a report leads with: balanced ones under imbalance."""
+  ratio = analysis.get("imbalance_ratio")
+  if config.class_weight == "balanced" or (
+      ratio is None or ratio > IMBALANCE_THRESHOLD):
+    return ["balanced_accuracy", "macro_f1"]
+  return ["top1", "topk"]
 
 
 def run(config: TrainConfig, argv=None):
@@ -251,17 +315,30 @@ def run(config: TrainConfig, argv=None):
     builders.append(("student_scratch", variants_lib.build_student_scratch))
   if config.adv_attack is not None:
     builders.append(("adversarial", variants_lib.build_adversarial))
-  for name, builder in builders:
+  if config.combine:
+    builders.append((chain.COMBINED_NAME, chain.build_combined))
+  jobs = [(name, builder, config, None) for name, builder in builders]
+  jobs += [(name, builder, level_config, (key, level))
+           for key, name, level, builder, level_config
+           in _sweep_builders(config)]
+  sweeps = {}
+  for name, builder, variant_config, sweep in jobs:
+    if builder is None:
+      entry = next(e for e in entries if e["name"] == name)
+      sweeps.setdefault(sweep[0], []).append(_sweep_row(sweep[1], entry))
+      continue
     started = time.perf_counter()
-    result = builder(model, splits, config, strategy, compile_fn)
+    result = builder(model, splits, variant_config, strategy, compile_fn)
     timing[f"{name}_train_seconds"] = round(time.perf_counter() - started, 3)
     histories[name] = result.history
     atomic_write_json(os.path.join(output_dir, "history.json"), histories)
-    entry = _record_variant(name, result.model, splits, config, output_dir,
-                            result.extra)
+    entry = _record_variant(name, result.model, splits, variant_config,
+                            output_dir, result.extra)
     entry["per_class_change"] = per_class_change(
         entries[0]["per_class_accuracy"], entry["per_class_accuracy"])
     entries.append(entry)
+    if sweep is not None:
+      sweeps.setdefault(sweep[0], []).append(_sweep_row(sweep[1], entry))
 
   plot_training_curves(histories["baseline"],
                        os.path.join(output_dir, "training_curves.png"),
@@ -277,6 +354,8 @@ def run(config: TrainConfig, argv=None):
       "dataset": analysis,
       "variants": entries,
       "comparison": comparison_rows(entries),
+      "headline_metrics": headline_metrics(config, analysis),
+      "sweeps": sweeps,
       "history": histories,
       "config": config.to_dict(),
       "command": list(argv) if argv is not None else None,

@@ -195,6 +195,17 @@ _USE_GPU = flags.DEFINE_boolean(
     "use_gpu", _DEFAULTS.use_gpu,
     "Also benchmark on the LiteRT GPU accelerator (reported unavailable, "
     "with the runtime's reason, where there is no GPU).")
+_COMBINE = flags.DEFINE_boolean(
+    "combine", _DEFAULTS.combine,
+    "Add the `combined` variant: every configured method (distil, "
+    "adversarial, slice, prune, cluster, QAT) applied one after another.")
+_SWEEP_SPARSITY = flags.DEFINE_list(
+    "sweep_sparsity", [],
+    "Params-vs-accuracy sweep: one pruned variant per target sparsity, "
+    "e.g. 0.5,0.7,0.8,0.9,0.95.")
+_SWEEP_SLICE = flags.DEFINE_list(
+    "sweep_slice", [],
+    "Sweep of slice ratios: one sliced variant per ratio, e.g. 0.25,0.5.")
 
 
 flags.register_validator("image_size", cli_utils.image_size_validator)
@@ -263,6 +274,24 @@ def _check_m_by_n(value):
           0 < int(parts[0]) < int(parts[1]))
 
 
+def _levels_ok(value):
+  try:
+    levels = [float(v) for v in value]
+  except ValueError:
+    return False
+  return all(0 <= v < 1 for v in levels) and len(set(levels)) == len(levels)
+
+
+flags.register_validator(
+    "sweep_sparsity", _levels_ok,
+    message="--sweep_sparsity must be distinct sparsities in [0, 1), such as "
+    "0.5,0.8,0.9")
+flags.register_validator(
+    "sweep_slice", _levels_ok,
+    message="--sweep_slice must be distinct ratios in [0, 1), such as "
+    "0.25,0.5")
+
+
 def config_from_flags():
   """Returns the `TrainConfig` that the parsed flags describe."""
   return config_lib.TrainConfig(
@@ -319,6 +348,9 @@ def config_from_flags():
       benchmark_warmup=_BENCHMARK_WARMUP.value,
       benchmark_threads=tuple(int(t) for t in _BENCHMARK_THREADS.value),
       use_gpu=_USE_GPU.value,
+      combine=_COMBINE.value,
+      sweep_sparsity=tuple(float(v) for v in _SWEEP_SPARSITY.value),
+      sweep_slice=tuple(float(v) for v in _SWEEP_SLICE.value),
   )
 
 

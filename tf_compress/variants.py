@@ -18,7 +18,7 @@ from tf_compress._keras import keras
 from tf_compress.errors import UserInputError
 from tf_compress.analysis.flops import count_macs
 
-__all__ = ["VariantResult", "steps_per_epoch", "pruning_config_for",
+__all__ = ["VariantResult", "steps_per_epoch", "fine_tune", "pruning_config_for",
            "build_pruned", "build_sliced", "build_qat", "build_clustered",
            "build_student", "build_distilled", "build_student_scratch",
            "build_adversarial", "robustness_report", "history_dict",
@@ -79,7 +79,12 @@ def pruning_config_for(config) -> Optional[pruning.PruningConfig]:
       m_by_n=config.prune_m_by_n)
 
 
-def _fit(model, splits, config, epochs, callbacks=()):
+def fine_tune(model, splits, config, epochs, callbacks=()):
+  """Fits `model` on the training split (validation split monitored).
+
+  Returns:
+    The History as a JSON-safe dict (`history_dict`).
+  """
   validation = splits.validation(config.batch_size) if splits.num_val else None
   history = model.fit(splits.train(config.batch_size, seed=config.seed + 1),
                       validation_data=validation, epochs=epochs,
@@ -106,7 +111,7 @@ def build_pruned(baseline, splits, config, strategy, compile_fn):
         baseline, prune_config,
         steps_per_epoch=steps_per_epoch(splits, config.batch_size))
     compile_fn(model)
-  history = _fit(model, splits, config, config.finetune_epochs,
+  history = fine_tune(model, splits, config, config.finetune_epochs,
                  [pruning.PruningCallback()])
   stripped = pruning.strip_pruning(model)
   extra = {"sparsity": sparsity_report(model)}
@@ -135,7 +140,7 @@ def build_sliced(baseline, splits, config, strategy, compile_fn):
                                  criterion=config.slice_criterion)
     model = result.model
     compile_fn(model)
-  history = _fit(model, splits, config, config.finetune_epochs)
+  history = fine_tune(model, splits, config, config.finetune_epochs)
   extra = {"sparsity": sparsity_report(model)}
   extra.update(macs_report(model))
   extra["slicing"] = {
@@ -169,7 +174,7 @@ def build_qat(baseline, splits, config, strategy, compile_fn):
   if config.qat_freeze_epoch is not None:
     callbacks.append(quantization.QATFreezeCallback(
         config.qat_freeze_epoch, verbose=bool(config.verbose)))
-  history = _fit(model, splits, config, config.finetune_epochs, callbacks)
+  history = fine_tune(model, splits, config, config.finetune_epochs, callbacks)
   extra = {"sparsity": sparsity_report(model)}
   extra.update(macs_report(quantization.strip_quantization(model)))
   extra["qat"] = {"scheme": config.qat_scheme,
@@ -191,7 +196,7 @@ def build_clustered(baseline, splits, config, strategy, compile_fn):
     model = quantization.cluster_model(baseline, config.cluster_count,
                                        init=config.cluster_init)
     compile_fn(model)
-  history = _fit(model, splits, config, config.finetune_epochs)
+  history = fine_tune(model, splits, config, config.finetune_epochs)
   stripped = quantization.strip_clustering(model)
   extra = {"sparsity": sparsity_report(stripped)}
   extra.update(macs_report(stripped))
@@ -272,7 +277,7 @@ def build_student_scratch(baseline, splits, config, strategy, compile_fn):
   with strategy.scope():
     student = build_student(config.distill_student, splits, config.seed)
     compile_fn(student)
-  history = _fit(student, splits, config, config.epochs)
+  history = fine_tune(student, splits, config, config.epochs)
   extra = {"sparsity": sparsity_report(student)}
   extra.update(macs_report(student))
   return VariantResult("student_scratch", student, history, extra)
@@ -296,7 +301,7 @@ def build_adversarial(baseline, splits, config, strategy, compile_fn):
   callbacks = []
   if config.adv_warmup_epochs:
     callbacks.append(adversarial.EpsilonWarmup(config.adv_warmup_epochs))
-  history = _fit(robust, splits, config, config.finetune_epochs, callbacks)
+  history = fine_tune(robust, splits, config, config.finetune_epochs, callbacks)
   extra = {"sparsity": sparsity_report(robust.base_model)}
   extra.update(macs_report(robust.base_model))
   extra["adversarial_training"] = {

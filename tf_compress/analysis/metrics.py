@@ -90,9 +90,13 @@ def classification_metrics(scores, labels, top_k=3):
 
   Returns:
     Dict with `top1`, `topk`, `top_k` (the K used), `per_class_accuracy`,
-    `balanced_accuracy`, `macro_f1`, `ece` (expected calibration error,
-    treating scores as logits) and `num_samples`.
+    `balanced_accuracy`, `macro_f1`, `per_class_f1`, `ece` (expected
+    calibration error, treating scores as logits), `confusion_matrix`
+    (rows: true class, columns: predicted) and `num_samples`.
   """
+  scores_array, labels_array = _check(scores, labels)
+  matrix = confusion_matrix(labels_array, np.argmax(scores_array, axis=1),
+                            scores_array.shape[1])
   return {
       "macro_f1": macro_f1(scores, labels),
       "ece": expected_calibration_error(scores, labels),
@@ -101,6 +105,8 @@ def classification_metrics(scores, labels, top_k=3):
       "top_k": int(min(top_k, np.asarray(scores).shape[1])),
       "per_class_accuracy": per_class_accuracy(scores, labels),
       "balanced_accuracy": balanced_accuracy(scores, labels),
+      "per_class_f1": precision_recall_f1(scores, labels)["f1"],
+      "confusion_matrix": matrix.tolist(),
       "num_samples": int(np.asarray(labels).size),
   }
 

@@ -9,6 +9,8 @@ LiteRT is reported as a `UserInputError` (see `litert.run_isolated`).
 
 import numpy as np
 
+from tf_compress.analysis.metrics import per_class_accuracy
+
 from tf_compress._keras import check_model
 from tf_compress.errors import UserInputError
 from tf_compress.export import litert
@@ -97,6 +99,10 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
           interpreter.get_output_details()[0]["dtype"]).name,
       "batched": bool(batched),
   }
+  if labels is not None:
+    # Per class, so that a report can say which classes the export cost.
+    result["per_class_accuracy"] = per_class_accuracy(
+        outputs.reshape(len(x), -1), labels)
   if keras_model is not None:
     reference = keras_model.predict(x, batch_size=int(batch_size), verbose=0)
     if isinstance(reference, (list, tuple)):
