@@ -163,3 +163,20 @@ def test_bad_data_and_files_raise(model, data, tmp_path):
                               keras3.layers.Dense(10)])
   with pytest.raises(TypeError, match="Keras 3"):
     adversarial.robust_accuracy(model3, x, y)
+
+
+def test_examples_crafted_once_give_the_same_results(model, data, results,
+                                                    tflite_files):
+  examples = adversarial.craft_examples(model, *data, **EVAL)
+  assert sorted(examples) == ["fgsm@0", "fgsm@0.1", "pgd@0", "pgd@0.1"]
+  assert adversarial.robust_accuracy(model, *data, examples=examples,
+                                     **EVAL) == results
+  shared = adversarial.robust_accuracy_tflite(
+      tflite_files["float32"], model, *data, examples=examples, **EVAL)
+  fresh = adversarial.robust_accuracy_tflite(tflite_files["float32"], model,
+                                             *data, **EVAL)
+  assert shared == fresh
+  # The examples are really used: all-clean "adversarial" sets score clean.
+  clean = {k: np.asarray(data[0], np.float32) for k in examples}
+  same = adversarial.robust_accuracy(model, *data, examples=clean, **EVAL)
+  assert same["pgd@0.1"] == same["clean"] > results["pgd@0.1"]

@@ -134,11 +134,22 @@ def measure_latency(path, config):
   return latency
 
 
-def export_variant(name, model, splits, config, output_dir):
+def export_variant(name, model, splits, config, output_dir,
+                   robust_examples=None):
   """Exports `model` in every `config.export` mode and verifies each file.
 
   Each file, `<name>_<mode>.tflite`, is run on the test split with the
   LiteRT interpreter and compared with the Keras model.
+
+  Args:
+    name: the variant's name, the files' prefix.
+    model: the Keras model to export.
+    splits: the `DatasetSplits` (calibration and test data).
+    config: the `TrainConfig` (`export`, `int8_io`, benchmark and
+      robustness settings).
+    output_dir: where the files go.
+    robust_examples: adversarial test sets already crafted on `model`
+      (`variants.robust_examples`); crafted here when None and needed.
 
   Returns:
     A list of report entries: `mode`, `path`, `bytes`, `gzip_bytes`,
@@ -166,8 +177,10 @@ def export_variant(name, model, splits, config, output_dir):
     if config.benchmark_runs:
       entry["latency"] = measure_latency(path, config)
     if config.robust_eval_epsilons:
+      if robust_examples is None:
+        robust_examples = variants_lib.robust_examples(model, splits, config)
       entry["robust_accuracy"] = variants_lib.robustness_report(
-          model, splits, config, tflite_path=path)
+          model, splits, config, tflite_path=path, examples=robust_examples)
     entry["per_class_accuracy"] = check.get("per_class_accuracy")
     entries.append(entry)
   return entries
@@ -184,10 +197,14 @@ def _record_variant(name, model, splits, config, output_dir, extra):
   entry.update(model_stats(model, saved_path=model_path))
   entry["model_path"] = os.path.basename(model_path)
   entry.update(extra)
+  examples = None
   if config.robust_eval_epsilons:
-    entry["robust_accuracy"] = variants_lib.robustness_report(model, splits,
-                                                              config)
-  entry["tflite"] = export_variant(name, model, splits, config, output_dir)
+    # Crafted once, attacked through the Keras model and every export.
+    examples = variants_lib.robust_examples(model, splits, config)
+    entry["robust_accuracy"] = variants_lib.robustness_report(
+        model, splits, config, examples=examples)
+  entry["tflite"] = export_variant(name, model, splits, config, output_dir,
+                                   robust_examples=examples)
   for export in entry["tflite"]:
     if export.get("per_class_accuracy") is not None:
       # Who pays for the conversion: the export against its Keras model.

@@ -21,7 +21,7 @@ from tf_compress.analysis.flops import count_macs
 __all__ = ["VariantResult", "steps_per_epoch", "fine_tune", "pruning_config_for",
            "build_pruned", "build_sliced", "build_qat", "build_clustered",
            "build_student", "build_distilled", "build_student_scratch",
-           "build_adversarial", "robustness_report", "history_dict",
+           "build_adversarial", "robustness_report", "robust_examples", "history_dict",
            "outputs_probabilities",
            "sparsity_report", "macs_report"]
 
@@ -311,19 +311,26 @@ def build_adversarial(baseline, splits, config, strategy, compile_fn):
   return VariantResult("adversarial", robust.base_model, history, extra)
 
 
-def robustness_report(model, splits, config, tflite_path=None):
+def robustness_report(model, splits, config, tflite_path=None,
+                      examples=None):
   """Accuracy under FGSM and PGD-20 at `config.robust_eval_epsilons`.
 
   Adversarial examples are crafted on the Keras `model`; with
   `tflite_path` they are then run through LiteRT.
 
+  Args:
+    model: the Keras model the attacks use.
+    splits: the `DatasetSplits` (test split attacked).
+    config: the `TrainConfig` (`robust_eval_epsilons`, `seed`).
+    tflite_path: a TFLite export of `model` to evaluate instead.
+    examples: `robust_examples(model, splits, config)`, crafted once and
+      shared by the model and its exports.
+
   Returns:
     `{"fgsm@eps": acc, "pgd@eps": acc, ..., "catastrophic_overfitting"}`.
   """
-  low, high = splits.value_range
-  kwargs = dict(epsilons=tuple(config.robust_eval_epsilons), pgd_steps=20,
-                random_start=True, clip_min=low, clip_max=high,
-                seed=config.seed)
+  kwargs = _robust_kwargs(splits, config)
+  kwargs["examples"] = examples
   if tflite_path is None:
     result = adversarial.robust_accuracy(model, splits.x_test, splits.y_test,
                                          **kwargs)
@@ -332,6 +339,20 @@ def robustness_report(model, splits, config, tflite_path=None):
         tflite_path, model, splits.x_test, splits.y_test, **kwargs)
   return {k: (float(v) if isinstance(v, float) else v)
           for k, v in result.items()}
+
+
+def _robust_kwargs(splits, config):
+  low, high = splits.value_range
+  return dict(epsilons=tuple(config.robust_eval_epsilons), pgd_steps=20,
+              random_start=True, clip_min=low, clip_max=high,
+              seed=config.seed)
+
+
+def robust_examples(model, splits, config):
+  """The FGSM and PGD-20 test sets `robustness_report` evaluates on."""
+  kwargs = _robust_kwargs(splits, config)
+  return adversarial.craft_examples(model, splits.x_test, splits.y_test,
+                                    **kwargs)
 
 
 def outputs_probabilities(model):

@@ -188,7 +188,7 @@ def robust_accuracy(model, x, y, attacks=("fgsm", "pgd"),
                     epsilons=(0.05, 0.1, 0.2), pgd_steps=20,
                     pgd_step_size=None, random_start=True, clip_min=0.0,
                     clip_max=1.0, norm="linf", batch_size=256, seed=0,
-                    from_logits=True, overfit_gap=OVERFIT_GAP):
+                    from_logits=True, overfit_gap=OVERFIT_GAP, examples=None):
   """Accuracy of a Keras classifier on clean and adversarial inputs.
 
   Args:
@@ -207,6 +207,9 @@ def robust_accuracy(model, x, y, attacks=("fgsm", "pgd"),
     seed: seed of PGD's random starts (None: the global generator).
     from_logits: whether the model outputs logits.
     overfit_gap: FGSM minus PGD accuracy above which the result is flagged.
+    examples: adversarial sets already crafted on `model` by
+      `craft_examples` with these settings, to reuse instead of crafting
+      them again (e.g. for the model and its TFLite exports).
 
   Returns:
     A dict: `clean`, one `"<attack>@<epsilon>"` accuracy per attack and
@@ -216,9 +219,10 @@ def robust_accuracy(model, x, y, attacks=("fgsm", "pgd"),
     TypeError: for a Keras 3 model.
     UserInputError: bad data or attack settings.
   """
-  examples = craft_examples(model, x, y, attacks, epsilons, pgd_steps,
-                            pgd_step_size, random_start, norm, clip_min,
-                            clip_max, batch_size, seed, from_logits)
+  if examples is None:
+    examples = craft_examples(model, x, y, attacks, epsilons, pgd_steps,
+                              pgd_step_size, random_start, norm, clip_min,
+                              clip_max, batch_size, seed, from_logits)
   x = np.asarray(x, dtype=np.float32)
   y = np.asarray(y).astype(np.int64)
   predict = _keras_predict(model, batch_size, x.shape[1:])
@@ -235,7 +239,8 @@ def robust_accuracy_tflite(tflite_path, keras_model, x, y,
                            pgd_step_size=None, random_start=True,
                            clip_min=0.0, clip_max=1.0, norm="linf",
                            batch_size=256, seed=0, from_logits=True,
-                           overfit_gap=OVERFIT_GAP, isolate=False):
+                           overfit_gap=OVERFIT_GAP, isolate=False,
+                           examples=None):
   """Robust accuracy of a TFLite model, attacked through its Keras source.
 
   The adversarial examples are crafted on `keras_model` (white-box for the
@@ -263,6 +268,8 @@ def robust_accuracy_tflite(tflite_path, keras_model, x, y,
     overfit_gap: FGSM minus PGD accuracy above which the result is flagged.
     isolate: run LiteRT in a child process (for files of unknown origin,
       which may crash it; see `tf_compress.export.run_isolated`).
+    examples: adversarial sets already crafted on `keras_model` by
+      `craft_examples`, reused instead of crafted again.
 
   Returns:
     A dict like `robust_accuracy`'s, with the TFLite model's accuracies,
@@ -277,9 +284,11 @@ def robust_accuracy_tflite(tflite_path, keras_model, x, y,
   """
   interpreter, _ = litert.load_interpreter(tflite_path)
   litert.check_inputs(interpreter, np.asarray(x, dtype=np.float32))
-  examples = craft_examples(keras_model, x, y, attacks, epsilons, pgd_steps,
-                            pgd_step_size, random_start, norm, clip_min,
-                            clip_max, batch_size, seed, from_logits)
+  if examples is None:
+    examples = craft_examples(keras_model, x, y, attacks, epsilons,
+                              pgd_steps, pgd_step_size, random_start, norm,
+                              clip_min, clip_max, batch_size, seed,
+                              from_logits)
   x = np.asarray(x, dtype=np.float32)
   y = np.asarray(y).astype(np.int64)
   names = ["clean"] + list(examples)
