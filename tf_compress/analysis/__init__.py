@@ -22,6 +22,8 @@ from tf_compress.analysis.pareto import hypervolume
 from tf_compress.analysis.pareto import pareto_front
 from tf_compress.analysis.pareto import pareto_mask
 from tf_compress.analysis.plots import plot_training_curves
+from tf_compress.analysis.summary import model_summary
+from tf_compress.analysis.summary_format import format_summary
 
 __all__ = ["balanced_accuracy", "comparison_rows", "format_comparison", "classification_metrics", "confusion_matrix", "count_macs",
            "count_nonzero_params", "count_params", "environment_info",
@@ -30,3 +32,5 @@ __all__ = ["balanced_accuracy", "comparison_rows", "format_comparison", "classif
            "pareto_mask",
            "keras_file_bytes", "model_stats", "per_class_accuracy",
            "plot_training_curves", "top_k_accuracy"]
+__all__ += ["format_summary", "model_summary"]
+
