@@ -96,6 +96,19 @@ def test_layer_scope_hooks_leave_masks_to_tfmot():
   assert _zeros(_wrappers(model)) == 0
 
 
+@pytest.mark.parametrize("scope,expected", [("layer", False),
+                                            ("global", True)])
+def test_batch_hooks_only_for_global_scope(scope, expected):
+  model = pruning.prune_model(_mlp(), pruning.PruningConfig(
+      target_sparsity=0.5, scope=scope))
+  callback = pruning.PruningCallback()
+  callback.set_model(model)
+  # Keras asks this once per fit; False lets it skip every batch callback.
+  assert callback._implements_train_batch_hooks() is expected
+  callbacks = keras.callbacks.CallbackList([callback], model=model)
+  assert callbacks._should_call_train_batch_hooks is expected
+
+
 def test_config_round_trip():
   callback = pruning.PruningCallback(log_dir="/tmp/tb")
   config = json.loads(json.dumps(callback.get_config()))

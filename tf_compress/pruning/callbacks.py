@@ -121,6 +121,13 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
   def _group_step(self, members):
     return int(K.get_value(members[0][1].pruning_step))
 
+  def _implements_train_batch_hooks(self):
+    # Layer-scope masks are updated inside the wrappers' compiled train step;
+    # only global groups need work between steps. Without batch hooks Keras
+    # skips its per-batch callback machinery: that is most of this
+    # callback's step-time overhead on small models.
+    return bool(self._groups)
+
   def on_train_batch_begin(self, batch, logs=None):
     for index, (_, members) in enumerate(self._groups):
       if index not in self._last_steps:
