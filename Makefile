@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 DEMO_DIR ?= demo_output
 
-.PHONY: demo test install install-test bazel-check bazel-tools clean
+.PHONY: demo test install install-test bazel-check bazel-tools chromium-tools clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,12 @@ demo: install
 bazel-tools:
 	-@command -v bazel >/dev/null 2>&1 || tools/install_bazel.sh
 
-test: install-test bazel-tools
+# Headless Chromium renders report.html in tests/test_report_browser.py;
+# failing to install it only skips that one test.
+chromium-tools:
+	-@command -v chromium >/dev/null 2>&1 || tools/install_chromium.sh
+
+test: install-test bazel-tools chromium-tools
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bazel-check: bazel-tools

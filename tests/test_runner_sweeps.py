@@ -96,3 +96,21 @@ def test_headline_metrics(tmp_path, class_weight, ratio, expected):
 def test_bad_sweep_levels(tmp_path, field, value, match):
   with pytest.raises(tf_compress.UserInputError, match=match):
     tf_compress.TrainConfig(output_dir=str(tmp_path), **{field: value})
+
+
+def test_run_writes_the_results_report(sweep_run):
+  out, report = sweep_run
+  artifacts = report["artifacts"]
+  html = (out / artifacts["report_html"]).read_text()
+  markdown = (out / artifacts["report_md"]).read_text()
+  for variant in report["variants"]:
+    assert variant["name"] in html and variant["name"] in markdown
+  assert "http://" not in html and "https://" not in html
+  plots = artifacts["plots"]
+  assert html.count("data:image/png;base64,") >= len(plots) >= 8
+  for filename in plots.values():
+    assert (out / filename).stat().st_size > 1000
+  # The sweep and the export's weight histogram are among the plots.
+  names = " ".join(plots)
+  assert "sparsity" in names and "weight" in names
+  assert report["timing"]["reports_seconds"] > 0

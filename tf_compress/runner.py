@@ -24,7 +24,7 @@ from tf_compress.analysis import comparison_rows
 from tf_compress.analysis import environment_info
 from tf_compress.analysis import model_stats
 from tf_compress.analysis import per_class_change
-from tf_compress.analysis import plot_training_curves
+from tf_compress.analysis import write_reports
 from tf_compress.config import TrainConfig
 from tf_compress.errors import UserInputError
 from tf_compress.io_utils import atomic_write_json
@@ -271,8 +271,9 @@ def run(config: TrainConfig, argv=None):
   `prune_sparsity`/`prune_m_by_n`, `sliced` with `slice_ratio`) starts from
   a copy of it and is fine-tuned. Every variant is evaluated on the test
   split. Writes into `config.output_dir`, each file atomically:
-  `report.json`, `<variant>.keras`, `history.json` and the training-curve
-  PNGs.
+  `report.json`, `<variant>.keras`, the `.tflite` exports, `history.json`,
+  and the results report: `report.html`, `report.md` and the plots (see
+  `tf_compress.analysis.write_reports`).
 
   Args:
     config: the run configuration.
@@ -317,6 +318,8 @@ def run(config: TrainConfig, argv=None):
   baseline_extra.update(variants_lib.macs_report(model))
   entries = [_record_variant("baseline", model, splits, config, output_dir,
                              baseline_extra)]
+  # In memory for the weight histograms: a QAT .keras file does not reload.
+  models = {"baseline": model}
   compile_fn = lambda m: compile_model(m, config)
   builders = []
   if variants_lib.pruning_config_for(config) is not None:
@@ -354,18 +357,15 @@ def run(config: TrainConfig, argv=None):
     entry["per_class_change"] = per_class_change(
         entries[0]["per_class_accuracy"], entry["per_class_accuracy"])
     entries.append(entry)
+    models[name] = result.model
     if sweep is not None:
       sweeps.setdefault(sweep[0], []).append(_sweep_row(sweep[1], entry))
 
-  plot_training_curves(histories["baseline"],
-                       os.path.join(output_dir, "training_curves.png"),
-                       title=f"baseline ({model.name}) on {splits.name}")
+  # write_reports draws these curves, under these names, with the rest.
   plots = {"baseline": "training_curves.png"}
   for name, history in histories.items():
     if name != "baseline" and history:
       plots[name] = f"training_curves_{name}.png"
-      plot_training_curves(history, os.path.join(output_dir, plots[name]),
-                           title=f"{name} fine-tuning on {splits.name}")
   report = {
       "schema_version": REPORT_SCHEMA_VERSION,
       "dataset": analysis,
@@ -386,6 +386,16 @@ def run(config: TrainConfig, argv=None):
       },
       "timing": timing,
   }
-  atomic_write_json(os.path.join(output_dir, REPORT_NAME), report)
+  report_path = os.path.join(output_dir, REPORT_NAME)
+  # report.json first: the results are safe even if a plot fails.
+  atomic_write_json(report_path, report)
+  started = time.perf_counter()
+  written = write_reports(report, output_dir, models=models)
+  report["artifacts"]["report_html"] = written["html"]
+  report["artifacts"]["report_md"] = written["markdown"]
+  report["artifacts"]["plots"] = written["plots"]
+  report["timing"]["reports_seconds"] = round(
+      time.perf_counter() - started, 3)
+  atomic_write_json(report_path, report)
   return report
 

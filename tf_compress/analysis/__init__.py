@@ -34,3 +34,13 @@ __all__ = ["balanced_accuracy", "comparison_rows", "format_comparison", "classif
            "plot_training_curves", "top_k_accuracy"]
 __all__ += ["format_summary", "model_summary"]
 
+# The results report: plots, report.html, report.md (tf_compress.report CLI).
+from tf_compress.analysis.reports import load_report
+from tf_compress.analysis.reports import write_comparison
+from tf_compress.analysis.reports import write_reports
+from tf_compress.analysis.report_html import render_html
+from tf_compress.analysis.report_md import render_markdown
+from tf_compress.analysis.report_plots import write_report_plots
+
+__all__ += ["load_report", "render_html", "render_markdown",
+            "write_comparison", "write_report_plots", "write_reports"]

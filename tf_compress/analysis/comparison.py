@@ -1,5 +1,7 @@
 """The side-by-side table of every variant and export of a run."""
 
+from tf_compress.analysis.pareto import pareto_mask
+
 __all__ = ["comparison_rows", "format_comparison"]
 
 
@@ -20,7 +22,11 @@ def comparison_rows(variants):
     A list of dicts: `variant`, `mode` (`keras` for the Keras model),
     `bytes`, `gzip_bytes`, `top1`, `agreement`, `p50_ms` (first CPU thread
     count), `speedup` (baseline float32 p50 over this p50) and
-    `size_ratio` (baseline float32 gzip bytes over these gzip bytes).
+    `size_ratio` (baseline float32 gzip bytes over these gzip bytes),
+    `params`, `nonzero_params` and `pareto`: True when no other row with a
+    gzip size is at least as accurate (top1) and as small (gzip_bytes) and
+    better in one of them. Rows without a gzip size (the Keras models) are
+    never Pareto-optimal.
   """
   reference_p50 = reference_gzip = None
   for variant in variants:
@@ -49,6 +55,10 @@ def comparison_rows(variants):
           "params": variant.get("params"),
           "nonzero_params": variant.get("nonzero_params"),
       })
+  mask = pareto_mask([(r["top1"], r["gzip_bytes"]) for r in rows],
+                     ("maximize", "minimize"))
+  for row, optimal in zip(rows, mask):
+    row["pareto"] = bool(optimal)
   return rows
 
 
