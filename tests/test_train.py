@@ -242,4 +242,5 @@ def test_demo_flagfile_parses_to_a_valid_config(repo_root):
   assert config.prune_sparsity == 0.8 and config.slice_ratio == 0.5
   assert config.qat and config.distill and config.adv_attack == "fgsm"
   assert config.export == ("float32", "int8")
+  assert len(config.sweep_sparsity) >= 3  # the params-vs-accuracy curve
   assert config.output_dir == "demo_output"
