@@ -61,6 +61,16 @@ def test_classification_metrics_keys(scores_labels):
   assert result["top1"] == pytest.approx(
       skm.accuracy_score(labels, scores.argmax(1)))
   assert len(result["per_class_accuracy"]) == 5
+  predictions = scores.argmax(1)
+  np.testing.assert_array_equal(
+      result["confusion_matrix"],
+      skm.confusion_matrix(labels, predictions, labels=range(5)))
+  np.testing.assert_allclose(
+      result["per_class_f1"], skm.f1_score(labels, predictions, average=None))
+  assert result["macro_f1"] == pytest.approx(
+      skm.f1_score(labels, predictions, average="macro"))
+  assert result["balanced_accuracy"] == pytest.approx(
+      skm.balanced_accuracy_score(labels, predictions))
 
 
 @pytest.mark.parametrize("scores,labels,pattern", [
