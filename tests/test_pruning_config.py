@@ -123,3 +123,73 @@ def test_m_by_n_conflicts():
   with pytest.raises(UserInputError, match=r"PruningConfig.m_by_n must have "
                      r"1 <= M < N"):
     PruningConfig(m_by_n="4:2")
+
+
+def test_block_size_defaults_parsing_and_to_dict():
+  config = PruningConfig(target_sparsity=0.8)
+  assert (config.block_size, config.block_pooling) == ((1, 1), "AVG")
+  assert PruningConfig(target_sparsity=0.8, block_size="4x1").block_size == (
+      4, 1)
+  config = PruningConfig(target_sparsity=0.8, block_size=" 1 , 4 ")
+  assert config.block_size == (1, 4)
+  config = PruningConfig(target_sparsity=0.8, block_size=[8, 1],
+                         block_pooling="max")
+  assert (config.block_size, config.block_pooling) == ((8, 1), "MAX")
+  data = json.loads(json.dumps(config.to_dict()))
+  assert (data["block_size"], data["block_pooling"]) == ([8, 1], "MAX")
+  assert PruningConfig(**{**data, "include": tuple(data["include"]),
+                          "layer_types": tuple(data["layer_types"])}) == config
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(block_size="0x4"), r"PruningConfig.block_size must have height and "
+     r"width >= 1, got '0x4'"),
+    (dict(block_size="4"), r"PruningConfig.block_size must be two integers "
+     r"\(height, width\) such as \(4, 1\), got '4'"),
+    (dict(block_size=(4, 1, 1)), r"PruningConfig.block_size must be two "
+     r"integers"),
+    (dict(block_size=(4.0, 1)), r"PruningConfig.block_size must be two "
+     r"integers .*got \(4.0, 1\)"),
+    (dict(block_size="axb"), r"PruningConfig.block_size must look like "
+     r"'4x1'"),
+    (dict(block_size=4), r"PruningConfig.block_size must be a pair"),
+    (dict(block_size="4x1", block_pooling="SUM"), r"PruningConfig."
+     r"block_pooling must be one of \('AVG', 'MAX'\), got 'SUM'"),
+    (dict(block_pooling=None), r"PruningConfig.block_pooling must be one of"),
+    (dict(target_sparsity=None, m_by_n="2:4", block_size="4x1"),
+     r"PruningConfig.block_size must be \(1, 1\) when m_by_n is set"),
+    (dict(block_size=(4, 1), scope="global"), r"PruningConfig.block_size "
+     r"must be \(1, 1\) with scope='global'.*got \(4, 1\)"),
+], ids=["zero-side", "one-number", "three", "float", "letters", "int",
+        "bad-pooling", "none-pooling", "with-m-by-n", "with-global"])
+def test_bad_block_specs_name_the_field(kwargs, message):
+  kwargs = {"target_sparsity": 0.8, **kwargs}
+  with pytest.raises(UserInputError, match=message):
+    PruningConfig(**kwargs)
+
+
+def test_unstructured_block_allowed_with_m_by_n_and_global():
+  assert PruningConfig(m_by_n="2:4", block_size="1x1").block_size == (1, 1)
+  assert PruningConfig(target_sparsity=0.5, scope="global",
+                       block_size=(1, 1)).scope == "global"
+
+
+def test_train_config_prune_block_flag_and_pass_through():
+  # pylint: disable=g-import-not-at-top
+  from tf_compress import train
+  from tf_compress import TrainConfig
+  from tf_compress.variants import pruning_config_for
+  config = TrainConfig(prune_sparsity=0.8, prune_block="4x1")
+  assert pruning_config_for(config).block_size == (4, 1)
+  assert pruning_config_for(TrainConfig(prune_sparsity=0.8)).block_size == (
+      1, 1)
+  for value in ("4", "4x0", "4-1", "ax1"):
+    with pytest.raises(UserInputError, match=r"TrainConfig.prune_block must "
+                       r"be 'HxW' with H, W >= 1, such as '4x1', got "):
+      TrainConfig(prune_sparsity=0.8, prune_block=value)
+    assert not train._check_prune_block(value)  # pylint: disable=protected-access
+  with pytest.raises(UserInputError, match=r"TrainConfig.prune_block must be "
+                     r"None with prune_m_by_n or prune_scope='global'"):
+    TrainConfig(prune_sparsity=0.8, prune_block="4x1", prune_scope="global")
+  assert train._check_prune_block("8x1")  # pylint: disable=protected-access
+  assert train._check_prune_block(None)  # pylint: disable=protected-access

@@ -59,6 +59,8 @@ class TrainConfig:
     prune_frequency: steps between mask updates.
     prune_scope: `layer` or `global` (one threshold across layers).
     prune_m_by_n: an M:N pattern such as "2:4"; None: unstructured.
+    prune_block: block shape "HxW" such as "4x1" for the 2-D (Dense)
+      kernels; None: unstructured (conv kernels always are).
     slice_ratio: share of filters/units removed for the `sliced` variant;
       None: no slicing.
     slice_criterion: `l1`, `l2` or `bn_gamma`.
@@ -124,6 +126,7 @@ class TrainConfig:
   prune_frequency: int = 10
   prune_scope: str = "layer"
   prune_m_by_n: Optional[str] = None
+  prune_block: Optional[str] = None
   slice_ratio: Optional[float] = None
   slice_criterion: str = "l1"
   finetune_epochs: int = 10
@@ -229,6 +232,15 @@ class TrainConfig:
           0 < int(parts[0]) < int(parts[1])):
         _fail("prune_m_by_n", self.prune_m_by_n,
               "'M:N' with 0 < M < N, such as '2:4'")
+    if self.prune_block is not None:
+      parts = str(self.prune_block).split("x")
+      if len(parts) != 2 or not all(p.isdigit() and int(p) >= 1
+                                    for p in parts):
+        _fail("prune_block", self.prune_block,
+              "'HxW' with H, W >= 1, such as '4x1'")
+      if self.prune_m_by_n is not None or self.prune_scope == "global":
+        _fail("prune_block", self.prune_block,
+              "None with prune_m_by_n or prune_scope='global'")
     if self.slice_ratio is not None and not 0.0 <= self.slice_ratio < 1.0:
       _fail("slice_ratio", self.slice_ratio, "in [0, 1)")
     if self.slice_criterion not in SLICE_CRITERIA:

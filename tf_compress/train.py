@@ -109,6 +109,9 @@ _PRUNE_SCOPE = flags.DEFINE_enum(
 _PRUNE_M_BY_N = flags.DEFINE_string(
     "prune_m_by_n", None, "Structured M:N sparsity such as 2:4 (M zeros in "
     "every N weights), with tfmot's sparsity_m_by_n.")
+_PRUNE_BLOCK = flags.DEFINE_string(
+    "prune_block", None, "Block shape HxW such as 4x1 for block-sparse "
+    "pruning of Dense kernels (conv kernels stay unstructured).")
 _SLICE_RATIO = flags.DEFINE_float(
     "slice_ratio", None, "Share of the filters/units to remove for the "
     "`sliced` variant; unset: no sliced variant.", lower_bound=0.0,
@@ -274,6 +277,15 @@ def _check_m_by_n(value):
           0 < int(parts[0]) < int(parts[1]))
 
 
+@flags.validator("prune_block", message="--prune_block must be HxW with "
+                 "H, W >= 1, such as 4x1")
+def _check_prune_block(value):
+  if value is None:
+    return True
+  parts = value.split("x")
+  return len(parts) == 2 and all(p.isdigit() and int(p) >= 1 for p in parts)
+
+
 def _levels_ok(value):
   try:
     levels = [float(v) for v in value]
@@ -321,6 +333,7 @@ def config_from_flags():
       prune_frequency=_PRUNE_FREQUENCY.value,
       prune_scope=_PRUNE_SCOPE.value,
       prune_m_by_n=_PRUNE_M_BY_N.value,
+      prune_block=_PRUNE_BLOCK.value,
       slice_ratio=_SLICE_RATIO.value,
       slice_criterion=_SLICE_CRITERION.value,
       finetune_epochs=_FINETUNE_EPOCHS.value,

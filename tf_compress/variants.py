@@ -76,7 +76,8 @@ def pruning_config_for(config) -> Optional[pruning.PruningConfig]:
       end_epoch=end,
       frequency=config.prune_frequency,
       scope=config.prune_scope,
-      m_by_n=config.prune_m_by_n)
+      m_by_n=config.prune_m_by_n,
+      block_size=config.prune_block or (1, 1))
 
 
 def fine_tune(model, splits, config, epochs, callbacks=()):
@@ -123,6 +124,7 @@ def build_pruned(baseline, splits, config, strategy, compile_fn):
       "m_by_n": (list(prune_config.m_by_n)
                  if prune_config.m_by_n else None),
       "frequency": prune_config.frequency,
+      "block_size": list(prune_config.block_size),
       "begin_epoch": prune_config.begin_epoch,
       "end_epoch": prune_config.end_epoch,
   }

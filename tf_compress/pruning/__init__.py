@@ -11,6 +11,7 @@
 
 from tf_compress.pruning._wrappers import find_pruning_wrappers
 from tf_compress.pruning.callbacks import PruningCallback
+from tf_compress.pruning.config import parse_block_size
 from tf_compress.pruning.config import parse_m_by_n
 from tf_compress.pruning.config import PruningConfig
 from tf_compress.pruning.global_pruning import global_masks
@@ -19,6 +20,7 @@ from tf_compress.pruning.magnitude import prune_model
 from tf_compress.pruning.magnitude import pruning_custom_objects
 from tf_compress.pruning.magnitude import selected_layers
 from tf_compress.pruning.magnitude import strip_pruning
+from tf_compress.pruning.magnitude import takes_blocks
 from tf_compress.pruning.schedules import GlobalSparsity
 from tf_compress.pruning.schedules import make_pruning_schedule
 from tf_compress.pruning.schedules import MbyNSparsity
@@ -34,6 +36,7 @@ from tf_compress.pruning.slicing import SliceResult
 from tf_compress.pruning.slicing_callback import SlicingCallback
 
 __all__ = [
+    "parse_block_size", "takes_blocks",
     # Magnitude pruning (tfmot).
     "find_pruning_wrappers", "format_sparsity_table", "global_masks",
     "GlobalSparsity", "load_pruned_model", "make_pruning_schedule",

@@ -11,10 +11,12 @@ from typing import Optional, Tuple, Union
 
 from tf_compress.errors import UserInputError
 
-__all__ = ["PruningConfig", "parse_m_by_n", "SCHEDULES", "SCOPES"]
+__all__ = ["PruningConfig", "parse_m_by_n", "parse_block_size",
+           "SCHEDULES", "SCOPES", "BLOCK_POOLINGS"]
 
 SCHEDULES = ("constant", "polynomial")
 SCOPES = ("layer", "global")
+BLOCK_POOLINGS = ("AVG", "MAX")
 
 
 def _fail(field, value, expected):
@@ -71,6 +73,47 @@ def parse_m_by_n(value, field="m_by_n"):
         f"{field} must have 1 <= M < N (M zeros in every N weights), got "
         f"{original!r}; for example (2, 4)")
   return (m, n)
+
+
+def parse_block_size(value, field="block_size"):
+  """Parses a block shape for block-sparse pruning of 2-D kernels.
+
+  Args:
+    value: a pair of integers `(height, width)` such as `(4, 1)`, or a string
+      such as `"4x1"` (also `"4,1"` or `"4:1"`). Height runs along a Dense
+      kernel's input axis, width along its output axis.
+    field: the name to report in error messages.
+
+  Returns:
+    A tuple `(height, width)` of Python ints, both >= 1.
+
+  Raises:
+    UserInputError: for anything else, e.g. `"0x4"` or `"4"`.
+  """
+  original = value
+  if isinstance(value, str):
+    parts = re.split(r"\s*[:x,/]\s*", value.strip().lower())
+    try:
+      value = tuple(int(p) for p in parts)
+    except ValueError:
+      raise UserInputError(
+          f"{field} must look like '4x1' (block height x width), got "
+          f"{original!r}") from None
+  try:
+    pair = tuple(value)
+  except TypeError:
+    raise UserInputError(
+        f"{field} must be a pair (height, width) or a string like '4x1', "
+        f"got {original!r}") from None
+  if len(pair) != 2 or not all(_is_int(v) for v in pair):
+    raise UserInputError(
+        f"{field} must be two integers (height, width) such as (4, 1), got "
+        f"{original!r}")
+  if min(pair) < 1:
+    raise UserInputError(
+        f"{field} must have height and width >= 1, got {original!r}; for "
+        "example (4, 1), or (1, 1) for unstructured pruning")
+  return (int(pair[0]), int(pair[1]))
 
 
 def _as_patterns(field, value):
@@ -132,6 +175,20 @@ class PruningConfig:
       layer is selected only if its class (or a base class) is named.
     keep_first: leave the first selected layer dense.
     keep_last: leave the last selected layer dense.
+    block_size: (height, width) or "HxW": prune whole blocks of that shape
+      (tfmot's `block_size`), ranked by their pooled magnitude. Applied only
+      to layers whose prunable weights are all 2-D with both sides > 1
+      (Dense, Embedding); convolutions and other layers keep (1, 1), i.e.
+      unstructured, since tfmot's blocks are 2-D only. Height runs along a
+      Dense kernel's inputs: TFLite stores a FULLY_CONNECTED kernel as
+      (outputs, inputs), so a (4, 1) block is 4 contiguous bytes of an int8
+      file, whose zeros gzip compresses better than scattered ones. The
+      target is a share of blocks; partial blocks at the edges of a kernel
+      whose sides are not multiples of the block make the share of zero
+      weights differ slightly. (1, 1) (the default) is unstructured; other
+      sizes need `scope="layer"` and no `m_by_n`.
+    block_pooling: "AVG" or "MAX": how a block's magnitudes are pooled into
+      the one value it is ranked by.
 
   Example:
     >>> config = PruningConfig(target_sparsity=0.8, schedule="polynomial",
@@ -153,6 +210,8 @@ class PruningConfig:
   layer_types: Tuple[str, ...] = ()
   keep_first: bool = False
   keep_last: bool = False
+  block_size: Union[Tuple[int, int], str] = (1, 1)
+  block_pooling: str = "AVG"
 
   def __post_init__(self):
     set_field = lambda name, value: object.__setattr__(self, name, value)
@@ -180,6 +239,27 @@ class PruningConfig:
     for field in ("keep_first", "keep_last"):
       if not isinstance(getattr(self, field), bool):
         _fail(field, getattr(self, field), "True or False")
+    self._check_block()
+
+  def _check_block(self):
+    block = parse_block_size(self.block_size, "PruningConfig.block_size")
+    object.__setattr__(self, "block_size", block)
+    pooling = self.block_pooling
+    if isinstance(pooling, str):
+      pooling = pooling.upper()
+    if pooling not in BLOCK_POOLINGS:
+      _fail("block_pooling", self.block_pooling, f"one of {BLOCK_POOLINGS}")
+    object.__setattr__(self, "block_pooling", pooling)
+    if block == (1, 1):
+      return
+    if self.m_by_n is not None:
+      _fail("block_size", block,
+            f"(1, 1) when m_by_n is set (m_by_n={self.m_by_n} fixes its own "
+            "pattern); use one or the other")
+    if self.scope == "global":
+      _fail("block_size", block,
+            "(1, 1) with scope='global' (the global threshold ranks single "
+            "weights); use scope='layer' for block pruning")
 
   def _check_sparsity(self):
     target = self.target_sparsity
@@ -230,7 +310,7 @@ class PruningConfig:
   def to_dict(self):
     """Returns the fields as a JSON-safe dict."""
     data = dataclasses.asdict(self)
-    for field in ("m_by_n", "include", "layer_types"):
+    for field in ("m_by_n", "include", "layer_types", "block_size"):
       if data[field] is not None:
         data[field] = list(data[field])
     return data

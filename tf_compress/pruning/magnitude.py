@@ -5,6 +5,12 @@ the copy with tfmot's `PruneLowMagnitude` (tfmot's wrappers reuse the layer
 objects they wrap, so wrapping the caller's layers would prune the caller's
 kernels too). Train the result with `PruningCallback`, then export it with
 `strip_pruning`.
+
+Block pruning (`PruningConfig.block_size`) is passed to tfmot per layer:
+tfmot pools only 2-D weights into blocks (and raises for any other rank),
+so layers whose prunable weights are not all 2-D with both sides > 1
+(convolutions, a Dense with one input or one output) are wrapped with the
+default (1, 1) and pruned unstructured to the same target.
 """
 
 import re
@@ -24,7 +30,7 @@ from tf_compress.pruning._wrappers import PruneLowMagnitude
 from tf_compress.pruning.config import PruningConfig
 
 __all__ = ["prune_model", "strip_pruning", "load_pruned_model",
-           "pruning_custom_objects", "selected_layers"]
+           "pruning_custom_objects", "selected_layers", "takes_blocks"]
 
 _MAKE_PRUNABLE = (
     "make it prunable by implementing tfmot.sparsity.keras.PrunableLayer "
@@ -98,6 +104,17 @@ def selected_layers(model, config):
   return chosen
 
 
+def takes_blocks(layer):
+  """True when tfmot can prune `layer` (built) in 2-D blocks.
+
+  Every prunable weight must be 2-D with both sides > 1: tfmot raises for
+  other ranks, and squeezes a side of 1 away before pooling, which fails.
+  """
+  weights = prunable_weights(layer)
+  return bool(weights) and all(
+      w.shape.rank == 2 and min(w.shape) > 1 for w in weights)
+
+
 def _copy_layer(layer):
   # Keras' default clone rebuilds a nested model from its config, which
   # needs every custom layer class inside to be registered; cloning layer
@@ -134,7 +151,9 @@ def prune_model(model, config, steps_per_epoch=None):
       begin or end is in epochs.
 
   Returns:
-    A new, uncompiled `keras.Model` with `PruneLowMagnitude` wrappers.
+    A new, uncompiled `keras.Model` with `PruneLowMagnitude` wrappers. With
+    `config.block_size` other than (1, 1), the wrappers of layers with 2-D
+    kernels (see `takes_blocks`) prune in blocks, the others unstructured.
 
   Raises:
     TypeError: for a Keras 3 model.
@@ -164,11 +183,20 @@ def prune_model(model, config, steps_per_epoch=None):
     wrap_args = {"pruning_schedule": schedules.GlobalSparsity(schedule)}
 
   copy = _copy_model(model)
-  chosen = {id(layer) for _, layer in selected_layers(copy, config)}
+  layers = [layer for _, layer in selected_layers(copy, config)]
+  chosen = {id(layer) for layer in layers}
+  blocked = set()
+  if config.block_size != (1, 1):
+    blocked = {id(layer) for layer in layers if takes_blocks(layer)}
+  block_args = {"block_size": config.block_size,
+                "block_pooling_type": config.block_pooling}
 
   def wrap(layer):
     if isinstance(layer, keras.Model) and is_graph_model(layer):
       return keras.models.clone_model(layer, clone_function=wrap)
+    if id(layer) in blocked:
+      return tfmot.sparsity.keras.prune_low_magnitude(
+          layer, **wrap_args, **block_args)
     if id(layer) in chosen:
       return tfmot.sparsity.keras.prune_low_magnitude(layer, **wrap_args)
     return layer
