@@ -11,16 +11,11 @@ from tf_compress import ModelError
 from tf_compress import quantization
 from tf_compress import UserInputError
 
+from classifiers import compile_classifier
+from classifiers import trained_classifier
+
 BATCH = 32
 KERNELS = ["conv1", "conv2", "fc1", "logits"]
-
-
-def _compile(model, learning_rate=1e-3):
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
-                metrics=["accuracy"])
-  return model
 
 
 def _wrapped(model):
@@ -29,12 +24,7 @@ def _wrapped(model):
 
 @pytest.fixture(scope="module")
 def baseline(digits):
-  tf_compress.set_seed(0)
-  model = _compile(tf_compress.build_model(
-      "cnn", digits.input_shape, digits.num_classes, seed=0))
-  model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=5,
-            verbose=0)
-  return model
+  return trained_classifier(digits, "cnn", epochs=5, batch_size=BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +37,10 @@ def clustered_run(baseline, baseline_weights, digits):
   """8 clusters per kernel, 1 fine-tuning epoch, stripped."""
   del baseline_weights  # taken before clustering
   tf_compress.set_seed(1)
-  clustered = _compile(quantization.cluster_model(baseline, 8), 1e-4)
+  clustered = compile_classifier(quantization.cluster_model(baseline, 8), 1e-4)
   clustered.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=1,
                 verbose=0)
-  return clustered, _compile(quantization.strip_clustering(clustered))
+  return clustered, compile_classifier(quantization.strip_clustering(clustered))
 
 
 def test_every_kernel_clustered(clustered_run):
@@ -169,12 +159,12 @@ def test_trains_under_mirrored_strategy(baseline, digits, logical_cpus):
   del logical_cpus  # the 2 devices the strategy mirrors over
   strategy = tf_compress.make_strategy("mirrored", 2)
   with strategy.scope():
-    clustered = _compile(quantization.cluster_model(
+    clustered = compile_classifier(quantization.cluster_model(
         baseline, 8, layer_types=["Dense"]), 1e-4)
   history = clustered.fit(digits.x_train[:320], digits.y_train[:320],
                           batch_size=BATCH, epochs=1, verbose=0)
   assert np.isfinite(history.history["loss"][0])
-  stripped = _compile(quantization.strip_clustering(clustered))
+  stripped = compile_classifier(quantization.strip_clustering(clustered))
   rows = {r["layer"]: r["unique"]
           for r in quantization.unique_values_per_layer(stripped)}
   assert rows["fc1"] <= 8 and rows["logits"] <= 8

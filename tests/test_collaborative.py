@@ -22,18 +22,13 @@ from tf_compress import pruning
 from tf_compress import quantization
 from tf_compress import UserInputError
 
+from classifiers import compile_classifier
+from classifiers import trained_classifier
+
 BATCH = 32
 KERNELS = ["conv1", "conv2", "fc1", "logits"]
 CLUSTERS = 8
 _NAME = re.compile(r"(?:^|/)(?:quant_)?(conv1|conv2|fc1|logits)(?:/|;|$)")
-
-
-def _compile(model, learning_rate=1e-3):
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
-                metrics=["accuracy"])
-  return model
 
 
 def _int8_kernels(data):
@@ -81,12 +76,7 @@ def _check_clusters_in_file(kernels):
 
 @pytest.fixture(scope="module")
 def baseline(digits):
-  tf_compress.set_seed(0)
-  model = _compile(tf_compress.build_model(
-      "cnn", digits.input_shape, digits.num_classes, seed=0))
-  model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=5,
-            verbose=0)
-  return model
+  return trained_classifier(digits, "cnn", epochs=5, batch_size=BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -95,23 +85,23 @@ def pruned(baseline, digits):
   config = pruning.PruningConfig(target_sparsity=0.75, frequency=5,
                                  end_epoch=1)
   steps = -(-len(digits.x_train) // BATCH)
-  model = _compile(pruning.prune_model(baseline, config, steps))
+  model = compile_classifier(pruning.prune_model(baseline, config, steps))
   model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=2,
             verbose=0, callbacks=[pruning.PruningCallback()])
-  return _compile(pruning.strip_pruning(model))
+  return compile_classifier(pruning.strip_pruning(model))
 
 
 @pytest.fixture(scope="module")
 def clustered(baseline, digits):
   """8 clusters, fine-tuned for 20 steps (the baseline is trained)."""
-  model = _compile(quantization.cluster_model(baseline, CLUSTERS), 1e-4)
+  model = compile_classifier(quantization.cluster_model(baseline, CLUSTERS), 1e-4)
   model.fit(digits.x_train[:640], digits.y_train[:640], batch_size=BATCH,
             epochs=1, verbose=0)
-  return _compile(quantization.strip_clustering(model))
+  return compile_classifier(quantization.strip_clustering(model))
 
 
 def _fine_tune_and_export(qat, digits, samples=None):
-  _compile(qat, 1e-4)
+  compile_classifier(qat, 1e-4)
   end = samples or len(digits.x_train)
   qat.fit(digits.x_train[:end], digits.y_train[:end], batch_size=BATCH,
           epochs=1, verbose=0)
@@ -137,10 +127,10 @@ def cqat_run(clustered, digits):
 @pytest.fixture(scope="module")
 def prune_cluster_run(pruned, digits):
   """prune → cluster (zeros kept) → PCQAT (zeros and clusters kept)."""
-  model = _compile(quantization.prune_then_cluster(pruned, CLUSTERS), 1e-4)
+  model = compile_classifier(quantization.prune_then_cluster(pruned, CLUSTERS), 1e-4)
   model.fit(digits.x_train[:640], digits.y_train[:640], batch_size=BATCH,
             epochs=1, verbose=0)
-  stripped = _compile(quantization.strip_clustering(model))
+  stripped = compile_classifier(quantization.strip_clustering(model))
   qat = quantization.cqat_model(stripped, preserve_sparsity=True)
   return (stripped, qat) + _fine_tune_and_export(qat, digits, samples=320)
 
@@ -249,10 +239,10 @@ def test_pqat_and_pcqat_train_under_mirrored_strategy(
   stripped = prune_cluster_run[0]
   strategy = tf_compress.make_strategy("mirrored", 2)
   with strategy.scope():
-    pqat = _compile(quantization.pqat_model(pruned), 1e-4)
+    pqat = compile_classifier(quantization.pqat_model(pruned), 1e-4)
     # PCQAT assigns the kernel and its cluster associations inside the
     # training step, which the strategy must keep in sync.
-    pcqat = _compile(quantization.cqat_model(stripped, preserve_sparsity=True),
+    pcqat = compile_classifier(quantization.cqat_model(stripped, preserve_sparsity=True),
                      1e-4)
   for qat in (pqat, pcqat):
     history = qat.fit(digits.x_train[:160], digits.y_train[:160],

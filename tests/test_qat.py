@@ -21,16 +21,11 @@ from tf_compress import quantization
 from tf_compress import UserInputError
 from tf_compress._keras import tf
 
+from classifiers import compile_classifier
+from classifiers import trained_classifier
+
 BATCH = 32
 tq = tfmot.quantization.keras
-
-
-def _compile(model, learning_rate=1e-3):
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
-                metrics=["accuracy"])
-  return model
 
 
 def _wrapped(model):
@@ -47,12 +42,7 @@ def _kernel_quantized(model):
 
 @pytest.fixture(scope="module")
 def baseline(digits):
-  tf_compress.set_seed(0)
-  model = _compile(tf_compress.build_model(
-      "cnn", digits.input_shape, digits.num_classes, seed=0))
-  model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=5,
-            verbose=0)
-  return model
+  return trained_classifier(digits, "cnn", epochs=5, batch_size=BATCH)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +55,7 @@ def qat_run(baseline, baseline_weights, digits):
   """QAT: 2 fine-tuning epochs at a tenth of the float learning rate."""
   del baseline_weights  # taken before QAT
   tf_compress.set_seed(1)
-  qat = _compile(quantization.quantize_model(baseline), 1e-4)
+  qat = compile_classifier(quantization.quantize_model(baseline), 1e-4)
   qat.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=2,
           verbose=0)
   data = export.convert_to_tflite(qat, "int8")
@@ -145,7 +135,7 @@ def test_chosen_layers_only(baseline, kwargs):
 
 
 def test_16x8_scheme_exports_int16_activations(baseline, digits):
-  qat = _compile(quantization.quantize_model(baseline, scheme="16x8"), 1e-4)
+  qat = compile_classifier(quantization.quantize_model(baseline, scheme="16x8"), 1e-4)
   wrapper = qat.get_layer("quant_fc1")
   # pylint: disable=protected-access
   assert wrapper.quantize_config.weight_quantizer.num_bits == 8
@@ -209,7 +199,7 @@ def test_trains_under_mirrored_strategy(baseline, digits, logical_cpus):
   strategy = tf_compress.make_strategy("mirrored", 2)
   assert strategy.num_replicas_in_sync == 2
   with strategy.scope():
-    qat = _compile(quantization.quantize_model(baseline), 1e-4)
+    qat = compile_classifier(quantization.quantize_model(baseline), 1e-4)
   ranges = qat.get_layer("quant_fc1").weights
   kernel_max = next(v for v in ranges if v.name.endswith("kernel_max:0"))
   before = kernel_max.numpy().copy()

@@ -16,16 +16,11 @@ from tf_compress import ModelError
 from tf_compress import quantization
 from tf_compress import UserInputError
 
+from classifiers import compile_classifier
+from classifiers import trained_classifier
+
 BATCH = 32
 tq = tfmot.quantization.keras
-
-
-def _compile(model, learning_rate=1e-3):
-  model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
-                metrics=["accuracy"])
-  return model
 
 
 def _groups(model):
@@ -72,19 +67,14 @@ def _same(a, b):
 
 @pytest.fixture(scope="module")
 def baseline(digits):
-  tf_compress.set_seed(0)
-  model = _compile(tf_compress.build_model(
-      "cnn_bn", digits.input_shape, digits.num_classes, seed=0))
-  model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=3,
-            verbose=0)
-  return model
+  return trained_classifier(digits, "cnn_bn", epochs=3, batch_size=BATCH)
 
 
 @pytest.fixture(scope="module")
 def frozen_run(baseline, digits, tmp_path_factory):
   """3 QAT epochs, frozen from epoch 1; a checkpoint saved while frozen."""
   tf_compress.set_seed(1)
-  qat = _compile(quantization.quantize_model(baseline), 1e-4)
+  qat = compile_classifier(quantization.quantize_model(baseline), 1e-4)
   path = str(tmp_path_factory.mktemp("frozen") / "frozen.h5")
   recorder = _Recorder(path, digits.x_test[:64])
   history = qat.fit(digits.x_train, digits.y_train, batch_size=BATCH,
@@ -161,7 +151,7 @@ def test_checkpoint_saved_while_frozen_loads(frozen_run, digits):
       recorder.saved_predictions)
   # Trained again with the callback: live ranges until the freeze epoch.
   callback = quantization.QATFreezeCallback(1)
-  callback.set_model(_compile(loaded, 1e-4))
+  callback.set_model(compile_classifier(loaded, 1e-4))
   callback.on_train_begin()
   assert type(inputs[0].quantizer).__name__ == "AllValuesQuantizer"
 
@@ -193,7 +183,7 @@ def test_frozen_quantizer_config_round_trip():
 
 
 def test_hooks_called_directly(baseline, capsys):
-  qat = _compile(quantization.quantize_model(baseline), 1e-4)
+  qat = compile_classifier(quantization.quantize_model(baseline), 1e-4)
   callback = quantization.QATFreezeCallback(2, verbose=True)
   callback.set_model(qat)
   callback.on_train_begin()
@@ -232,7 +222,7 @@ def test_freezes_under_mirrored_strategy(baseline, digits, logical_cpus):
   del logical_cpus  # the 2 devices the strategy mirrors over
   strategy = tf_compress.make_strategy("mirrored", 2)
   with strategy.scope():
-    qat = _compile(quantization.quantize_model(baseline), 1e-4)
+    qat = compile_classifier(quantization.quantize_model(baseline), 1e-4)
   recorder = _Recorder()
   history = qat.fit(digits.x_train[:320], digits.y_train[:320],
                     batch_size=BATCH, epochs=2, verbose=0,
