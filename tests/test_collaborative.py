@@ -223,6 +223,27 @@ def test_prune_then_cluster_bad_arguments(pruned, kwargs, pattern):
     quantization.prune_then_cluster(pruned, **kwargs)
 
 
+def test_prune_then_cluster_skips_layers_with_fewer_values_than_clusters(
+    pruned):
+  # A layer pruned to fewer non-zeros than clusters already holds at most
+  # that many distinct values; tfmot's k-means++ could not seed it anyway.
+  nearly_empty = keras.models.clone_model(pruned)
+  nearly_empty.set_weights(pruned.get_weights())
+  logits = nearly_empty.get_layer("logits")
+  kernel = logits.kernel.numpy()
+  kept = np.zeros_like(kernel)
+  kept.flat[:5] = kernel.flat[:5] + 1.0
+  logits.kernel.assign(kept)
+  wrapped = quantization.prune_then_cluster(nearly_empty, 8)
+  names = [w.layer.name for w in quantization.find_clustering_wrappers(
+      wrapped)]
+  assert "logits" not in names
+  assert {"conv1", "conv2", "fc1"} <= set(names)
+  stripped = quantization.strip_clustering(wrapped)
+  np.testing.assert_array_equal(stripped.get_layer("logits").kernel.numpy(),
+                                kept)
+
+
 def test_keras3_model_is_a_type_error():
   inputs = keras3.Input((4,))
   model = keras3.Model(inputs, keras3.layers.Dense(2)(inputs))

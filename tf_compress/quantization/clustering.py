@@ -96,6 +96,12 @@ def _unclusterable(layer):
       "patterns) or `layer_types`")
 
 
+def _values_to_cluster(weight, preserve_sparsity):
+  if preserve_sparsity:
+    return int(np.count_nonzero(weight.numpy()))
+  return int(np.prod(weight.shape))
+
+
 def cluster_model(model, num_clusters, init="kmeans++", layers=None,
                   layer_types=None, preserve_sparsity=False):
   """Returns a copy of `model` whose chosen layers tfmot clusters in training.
@@ -140,7 +146,12 @@ def cluster_model(model, num_clusters, init="kmeans++", layers=None,
     weights = clusterable_weights(layer)
     if weights is None:
       raise _unclusterable(layer)
-    if any(int(np.prod(w.shape)) > num_clusters for _, w in weights):
+    # A weight with no more values to cluster than clusters already holds
+    # at most that many distinct values; tfmot's k-means++ also cannot seed
+    # more centroids than points. With preserve_sparsity the zeros are not
+    # clustered, so only the non-zero values count.
+    if any(_values_to_cluster(w, preserve_sparsity) > num_clusters
+           for _, w in weights):
       wrap_ids.add(id(layer))
   if not wrap_ids:
     raise ModelError(
