@@ -31,7 +31,7 @@ from tf_compress.io_utils import atomic_write_json
 
 __all__ = ["run", "prepare_output_dir", "build_model_for", "compile_model",
            "evaluate_model", "export_variant", "measure_latency",
-           "headline_metrics", "REPORT_NAME", "REPORT_SCHEMA_VERSION"]
+           "headline_metrics", "class_weights_for", "REPORT_NAME", "REPORT_SCHEMA_VERSION"]
 
 REPORT_NAME = "report.json"
 REPORT_SCHEMA_VERSION = 1
@@ -107,7 +107,8 @@ def evaluate_model(model, splits, top_k=3, batch_size=256):
   return metrics
 
 
-def _class_weights(config, splits):
+def class_weights_for(config, splits):
+  """`fit`'s class_weight for `--class_weight` (balanced: from the train split)."""
   if config.class_weight != "balanced":
     return None
   stats = data_lib.class_statistics(splits.y_train, splits.num_classes)
@@ -309,7 +310,7 @@ def run(config: TrainConfig, argv=None):
   history = model.fit(
       splits.train(config.batch_size, seed=config.seed),
       validation_data=validation, epochs=config.epochs,
-      class_weight=_class_weights(config, splits), verbose=config.verbose)
+      class_weight=class_weights_for(config, splits), verbose=config.verbose)
   timing = {"baseline_train_seconds": round(time.perf_counter() - started, 3)}
   histories = {"baseline": variants_lib.history_dict(history)}
   atomic_write_json(os.path.join(output_dir, "history.json"), histories)
