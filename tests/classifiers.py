@@ -21,3 +21,14 @@ def trained_classifier(digits, name="cnn", epochs=5, batch_size=32, seed=0):
   model.fit(digits.x_train, digits.y_train, batch_size=batch_size,
             epochs=epochs, verbose=0)
   return model
+
+
+def attack_target(digits):
+  """The MLP the attack and robustness tests perturb: 5 epochs, Adam 3e-3."""
+  tf_compress.set_seed(0)
+  net = tf_compress.build_model("mlp", digits.input_shape, digits.num_classes)
+  net.compile(keras.optimizers.Adam(3e-3),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+  net.fit(digits.train(32), epochs=5, verbose=0)
+  return net

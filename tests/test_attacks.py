@@ -5,24 +5,17 @@ import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
 import numpy as np
 import pytest
 
-import tf_compress
 from tf_compress import adversarial
 from tf_compress import keras
 from tf_compress import pruning
 from tf_compress import UserInputError
 
-
-def _loss():
-  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+from classifiers import attack_target
 
 
 @pytest.fixture(scope="module")
 def model(digits):
-  tf_compress.set_seed(0)
-  net = tf_compress.build_model("mlp", digits.input_shape, digits.num_classes)
-  net.compile(keras.optimizers.Adam(3e-3), _loss(), metrics=["accuracy"])
-  net.fit(digits.train(32), epochs=5, verbose=0)
-  return net
+  return attack_target(digits)
 
 
 @pytest.fixture(scope="module")

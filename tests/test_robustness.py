@@ -15,21 +15,15 @@ from tf_compress import keras
 from tf_compress import pruning
 from tf_compress import UserInputError
 
+from classifiers import attack_target
+
 N = 200
 EVAL = dict(epsilons=(0.0, 0.1), pgd_steps=5)
 
 
-def _loss():
-  return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
 @pytest.fixture(scope="module")
 def model(digits):
-  tf_compress.set_seed(0)
-  net = tf_compress.build_model("mlp", digits.input_shape, digits.num_classes)
-  net.compile(keras.optimizers.Adam(3e-3), _loss(), metrics=["accuracy"])
-  net.fit(digits.train(32), epochs=5, verbose=0)
-  return net
+  return attack_target(digits)
 
 
 @pytest.fixture(scope="module")
