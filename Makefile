@@ -43,7 +43,7 @@ test: install-test bazel-tools chromium-tools
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bazel-check: bazel-tools
-	$(PYTHON) tools/check_bazel.py --bazel
+	$(PYTHON) tools/gen_build.py --check --bazel
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) *.egg-info

@@ -29,8 +29,10 @@ import tf_compress as tfc
 from tf_compress import adversarial
 from tf_compress import distillation
 from tf_compress import keras
-from tf_compress import runner
-from tf_compress import variants
+from tf_compress import pipeline
+from tf_compress.pipeline import measures
+from tf_compress.pipeline import methods
+from tf_compress.pipeline import training
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -80,22 +82,24 @@ def accuracy_rows(seeds, temperature, alpha):
     tfc.enable_determinism()
     splits = tfc.load_dataset("digits", seed=seed)
     strategy = tfc.make_strategy("default")
-    baseline = runner.build_model_for(config, splits)
-    runner.compile_model(baseline, config)
-    baseline.fit(splits.train(config.batch_size, seed=seed),
-                 epochs=config.epochs, verbose=0)
-    compile_fn = lambda m, c=config: runner.compile_model(m, c)
+    baseline = training.build_model_for(config, splits)
+    training.compile_model(baseline, config)
+    baseline.fit(splits.train(config.fit.batch_size, seed=seed),
+                 epochs=config.fit.epochs, verbose=0)
+    ctx = pipeline.BuildContext(
+        config=config, splits=splits, strategy=strategy,
+        compile_fn=lambda m, c=config: training.compile_model(m, c))
     row = {"seed": seed}
-    for name, builder in (("distilled", variants.build_distilled),
-                          ("scratch", variants.build_student_scratch),
-                          ("adversarial", variants.build_adversarial)):
-      result = builder(baseline, splits, config, strategy, compile_fn)
+    for name, method in (("distilled", "distilled"),
+                         ("scratch", "student_scratch"),
+                         ("adversarial", "adversarial")):
+      result = methods.method(method).build(baseline, ctx)
       if result.model.optimizer is None:
-        runner.compile_model(result.model, config)
-      row[name] = runner.evaluate_model(result.model, splits)["top1"]
+        training.compile_model(result.model, config)
+      row[name] = measures.evaluate_model(result.model, splits)["top1"]
       if name == "adversarial":
         row["adversarial_robust"] = _robust(result.model, splits, seed)
-    row["baseline"] = runner.evaluate_model(baseline, splits)["top1"]
+    row["baseline"] = measures.evaluate_model(baseline, splits)["top1"]
     row["baseline_robust"] = _robust(baseline, splits, seed)
     rows.append(row)
     print(f"seed {seed}: {row}", flush=True)
@@ -112,7 +116,7 @@ def step_ratios(epochs, pgd_steps):
   def fresh(width=1.0):
     model = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
                             width=width, seed=0)
-    return runner.compile_model(model, config)
+    return training.compile_model(model, config)
 
   plain = _median_epoch(fresh(), train, epochs)
   timings = {}
@@ -120,7 +124,7 @@ def step_ratios(epochs, pgd_steps):
     model = adversarial.AdversarialModel(
         fresh(), attack=attack, epsilon=0.2, steps=steps, clip_min=low,
         clip_max=high)
-    runner.compile_model(model, config)
+    training.compile_model(model, config)
     timings[f"{attack}" + (f"-{steps}" if attack == "pgd" else "")] = (
         _median_epoch(model, train, epochs) / plain)
 
@@ -133,7 +137,7 @@ def step_ratios(epochs, pgd_steps):
                      ("distiller uncached", train)):
     distiller = distillation.Distiller(teacher, fresh(0.25), alpha=0.1,
                                        temperature=4.0)
-    runner.compile_model(distiller, config)
+    training.compile_model(distiller, config)
     timings[name] = _median_epoch(distiller, data, epochs) / student_plain
   return timings, plain, student_plain
 
@@ -144,9 +148,9 @@ def main():
   parser.add_argument("--timing_epochs", type=int, default=4)
   parser.add_argument("--pgd_steps", type=int, default=5)
   parser.add_argument("--temperature", type=float,
-                      default=tfc.TrainConfig.distill_temperature)
+                      default=tfc.pipeline.DistillConfig.temperature)
   parser.add_argument("--alpha", type=float,
-                      default=tfc.TrainConfig.distill_alpha)
+                      default=tfc.pipeline.DistillConfig.alpha)
   parser.add_argument("--skip_accuracy", action="store_true")
   args = parser.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]

@@ -35,7 +35,7 @@ import tf_compress as tfc
 from tf_compress import pruning
 from tf_compress.benchmark import cpu
 from tf_compress.benchmark import make_inputs
-from tf_compress.benchmark import stats
+from tf_compress.benchmark import timing as stats
 from tf_compress.export import convert_to_tflite
 
 VARIANTS = ("float32", "int8", "dynamic", "sliced50")

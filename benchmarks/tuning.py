@@ -24,7 +24,6 @@ Target (issue "Compression hyperparameter tuning"): at least 20 trials,
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -36,10 +35,10 @@ import numpy as np
 
 import tf_compress as tfc
 from tf_compress.analysis import hypervolume
-from tf_compress.tuning import evaluate
-from tf_compress.tuning import tuner
-from tf_compress.tuning.config import TuneConfig
-from tf_compress.tuning.space import SearchSpace
+from tf_compress.pipeline.tuning import evaluate
+from tf_compress.pipeline.tuning import tuner
+from tf_compress.pipeline.tuning.tune_config import TuneConfig
+from tf_compress.pipeline.tuning.space import SearchSpace
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -95,8 +94,7 @@ def _run_workers(args, output_dir):
 def _hand_set(config, splits):
   """The demo's pruned (80%) + int8 variant, through the same evaluation."""
   context = tuner.prepare_search(config, splits)  # cached baselines
-  hand = dataclasses.replace(config.train, prune_sparsity=0.8,
-                             export=("int8",))
+  hand = config.train.replace(prune_sparsity=0.8, export=("int8",))
   scores = [evaluate.evaluate_fold(hand, fold, info, context.settings,
                                    workdir=context.workdir)
             for fold, info in zip(context.folds, context.baselines)]

@@ -15,7 +15,7 @@ Re-running the same command resumes the study.
 import argparse
 
 import tf_compress as tfc
-from tf_compress import tuning
+from tf_compress.pipeline import tuning
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
 
-  base = tfc.TrainConfig(
+  base = tfc.RunConfig.from_flat(
       model=args.model, width=args.width, epochs=args.epochs,
       finetune_epochs=args.finetune_epochs, seed=args.seed, verbose=0,
       prune_frequency=5, benchmark_runs=0, export=("int8",))

@@ -1,4 +1,4 @@
-"""Tests of the `python -m tf_compress.analyze` command and cli_utils.
+"""Tests of the `python -m tf_compress.analyze` command and common.
 
 Three subprocess runs (success, unknown dataset, out-of-range flag) start
 together in one module fixture, since TensorFlow's import costs seconds per
@@ -15,8 +15,8 @@ import sys
 from absl import flags
 import pytest
 
-from tf_compress import analyze
-from tf_compress import cli_utils
+from tf_compress.cli import analyze
+from tf_compress.cli import common
 from tf_compress.data import splits as splits_lib
 from tf_compress.errors import DataError
 from tf_compress.errors import UserInputError
@@ -89,7 +89,7 @@ def test_corrupt_npz_exits_2(tmp_path, capsys):
   corrupt = tmp_path / "corrupt.npz"
   corrupt.write_bytes(b"definitely not a zip archive")
   fv = analyze.define_flags(flags.FlagValues())
-  cli_utils.parse_flags_or_exit(
+  common.parse_flags_or_exit(
       ["prog", f"--dataset={corrupt}",
        f"--output_json={tmp_path / 'c.json'}"], fv)
   assert analyze.run_from_flags(fv) == 2
@@ -171,7 +171,7 @@ def test_flags_parser_exits_2(capsys):
   assert fv.image_size == "16,16" and fv.validation_fraction == 0.1
   fv = analyze.define_flags(flags.FlagValues())
   with pytest.raises(SystemExit) as info:
-    cli_utils.parse_flags_or_exit(["prog", "--image_size=big"], fv)
+    common.parse_flags_or_exit(["prog", "--image_size=big"], fv)
   assert info.value.code == 2
   err = capsys.readouterr().err.strip()
   assert err.startswith("error: flag --image_size=big:")
@@ -181,6 +181,6 @@ def test_flags_parser_exits_2(capsys):
 
 def test_report_user_error_one_line():
   stream = io.StringIO()
-  code = cli_utils.report_user_error(DataError("bad\nthing  here"), stream)
+  code = common.report_user_error(DataError("bad\nthing  here"), stream)
   assert code == 2
   assert stream.getvalue() == "error: bad thing here\n"

@@ -18,7 +18,7 @@ import pytest
 
 import tf_compress as tfc
 from tf_compress import export
-from tf_compress.benchmark import __main__ as cli
+from tf_compress.cli import benchmark as cli
 from tf_compress.errors import UserInputError
 
 

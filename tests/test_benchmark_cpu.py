@@ -20,7 +20,7 @@ from ai_edge_litert import interpreter as litert_interpreter
 import tf_compress as tfc
 from tf_compress import benchmark
 from tf_compress import export
-from tf_compress.benchmark import runner
+from tf_compress.benchmark import harness
 from tf_compress.errors import UserInputError
 
 SHAPE = (1, 8, 8, 1)
@@ -204,10 +204,10 @@ def test_input_npy_errors(models, tmp_path, content, match):
 
 
 def test_peak_memory_sees_native_allocations():
-  assert runner.reset_peak_memory()  # Linux: the peak can be reset
-  before, method = runner.peak_memory_kb()
+  assert harness.reset_peak_memory()  # Linux: the peak can be reset
+  before, method = harness.peak_memory_kb()
   block = np.ones(64 * 2**20, dtype=np.uint8)  # touched: resident
-  after, _ = runner.peak_memory_kb()
+  after, _ = harness.peak_memory_kb()
   del block
   assert method == "VmHWM"
   assert after - before >= 60 * 1024
@@ -378,12 +378,12 @@ def test_config_normalises_and_overrides(models):
 def test_children_start_without_tensorflow():
   # The bootstrap's stand-ins for the packages, then this probe.
   # pylint: disable-next=protected-access
-  stubs = runner._BOOTSTRAP.split("from tf_compress.benchmark")[0]
+  stubs = harness._BOOTSTRAP.split("from tf_compress.benchmark")[0]
   probe = stubs + (
-      "from tf_compress.benchmark import runner\n"
+      "from tf_compress.benchmark import harness\n"
       "print(sorted(m for m in ('tensorflow', 'tf_keras', 'keras') "
       "if m in sys.modules))\n")
-  root = os.path.dirname(os.path.dirname(os.path.abspath(runner.__file__)))
+  root = os.path.dirname(os.path.dirname(os.path.abspath(harness.__file__)))
   out = subprocess.run([sys.executable, "-c", probe, os.path.dirname(root)],
                        capture_output=True, text=True, timeout=120,
                        check=True).stdout

@@ -16,7 +16,7 @@ import tf_compress as tfc
 from tf_compress import benchmark
 from tf_compress import export
 from tf_compress.benchmark import gpu
-from tf_compress.benchmark import runner
+from tf_compress.benchmark import harness
 from tf_compress.errors import UserInputError
 
 LATENCY_KEYS = ("mean_ms", "p50_ms", "p99_ms", "count", "throughput_ips")
@@ -120,10 +120,10 @@ def test_failure_reason_falls_back_to_the_exception():
 ], ids=["crash", "timeout", "gpu_error", "user_error"])
 def test_gpu_child_failures_become_unavailable(monkeypatch, code, payload,
                                                match):
-  monkeypatch.setattr(runner, "_run_child",
+  monkeypatch.setattr(harness, "_run_child",
                       lambda *args: (code, payload, NO_GPU_LOG))
   # pylint: disable-next=protected-access
-  result = runner._gpu_in_child("m.tflite", "m", {}, {}, 7)
+  result = harness._gpu_in_child("m.tflite", "m", {}, {}, 7)
   assert result["available"] is False
   assert set(result) == {"backend", "available", "reason"}
   assert re.search(match, result["reason"]), result["reason"]
@@ -133,7 +133,7 @@ def test_corrupt_file_never_reaches_compiled_model(model_path, monkeypatch):
   def no_child(*args):
     raise AssertionError("a child was started for a corrupt file")
 
-  monkeypatch.setattr(runner, "_run_child", no_child)
+  monkeypatch.setattr(harness, "_run_child", no_child)
   data = bytearray(open(model_path, "rb").read())
   data[4:8] = b"XXXX"  # the file identifier ("TFL3")
   with pytest.raises(UserInputError, match="not a valid TFLite model"):

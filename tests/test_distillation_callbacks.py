@@ -13,7 +13,7 @@ from tf_compress import distillation
 from tf_compress import keras
 from tf_compress import ModelError
 from tf_compress import UserInputError
-from tf_compress.distillation.callbacks import linear_ramp
+from tf_compress.distillation.distillation_callbacks import linear_ramp
 
 
 def _loss():

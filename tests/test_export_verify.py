@@ -62,6 +62,26 @@ def test_float32_matches_keras(trained, digits, files):
                                                              "float32")
 
 
+def test_per_class_accuracy_matches_analysis(digits, files):
+  result = export.verify_tflite(files["int8"], digits.x_test, digits.y_test)
+  outputs, _ = litert.run_interpreter(
+      litert.load_interpreter(files["int8"])[0], digits.x_test)
+  per_class = result["per_class_accuracy"]
+  assert per_class == tf_compress.analysis.per_class_accuracy(
+      outputs, digits.y_test)
+  support = np.bincount(digits.y_test, minlength=10)
+  assert len(per_class) == 10 and all(support)
+  # Weighted by class support, the recalls give back the top-1 accuracy.
+  assert np.isclose(np.dot(per_class, support) / support.sum(),
+                    result["tflite_top1"])
+  # A class without samples has no recall.
+  kept = digits.y_test != 3
+  partial = export.verify_tflite(files["int8"], digits.x_test[kept],
+                                 digits.y_test[kept])
+  assert partial["per_class_accuracy"][3] is None
+  assert partial["per_class_accuracy"][:3] == per_class[:3]
+
+
 @pytest.mark.parametrize("name", ["int8", "int8_io"])
 def test_int8_agrees_with_keras(trained, digits, files, name):
   result = export.verify_tflite(files[name], digits.x_test, digits.y_test,
@@ -215,6 +235,9 @@ def test_bad_inputs(trained, digits, files):
     export.verify_tflite(path, digits.x_test, digits.y_test[:10])
   with pytest.raises(tf_compress.UserInputError, match="batch_size"):
     export.verify_tflite(path, digits.x_test, digits.y_test, batch_size=0)
+  with pytest.raises(tf_compress.UserInputError,
+                     match=r"labels must be in \[0, 10\).*got \[0, 12\]"):
+    export.verify_tflite(path, digits.x_test[:3], [0, 5, 12])
   other = keras.Sequential([keras.Input(digits.input_shape),
                             keras.layers.Flatten(), keras.layers.Dense(3)])
   with pytest.raises(tf_compress.UserInputError,

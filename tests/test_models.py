@@ -94,3 +94,19 @@ def test_check_model_fits():
     models.check_model_fits(model, (7,), 3)
   with pytest.raises(tf_compress.ModelError, match="4 classes"):
     models.check_model_fits(model, (6,), 4)
+
+
+def test_load_tfmot_model_loads_wrapped_models(tmp_path):
+  model = models.build_model("mlp", (6,), 3, seed=1)
+  clustered = tf_compress.quantization.cluster_model(model, 4)
+  path = tmp_path / "clustered.keras"
+  models.save_model(clustered, path)
+  with pytest.raises(tf_compress.ModelError, match="could not load"):
+    models.load_model(path)  # tfmot's wrapper classes are unknown there
+  loaded = models.load_tfmot_model(path)
+  assert [type(layer).__name__ for layer in loaded.layers] == [
+      type(layer).__name__ for layer in clustered.layers]
+  for a, b in zip(loaded.get_weights(), clustered.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(tf_compress.ModelError, match="model file not found"):
+    models.load_tfmot_model(tmp_path / "missing.h5")

@@ -176,20 +176,31 @@ def test_unstructured_block_allowed_with_m_by_n_and_global():
 
 def test_train_config_prune_block_flag_and_pass_through():
   # pylint: disable=g-import-not-at-top
-  from tf_compress import train
+  from absl import flags
   from tf_compress import TrainConfig
-  from tf_compress.variants import pruning_config_for
+  from tf_compress.cli import train
+  pruning_config_for = lambda c: c.prune.pruning_config(c.fit.finetune_epochs)
   config = TrainConfig(prune_sparsity=0.8, prune_block="4x1")
   assert pruning_config_for(config).block_size == (4, 1)
   assert pruning_config_for(TrainConfig(prune_sparsity=0.8)).block_size == (
       1, 1)
+  fv = train.define_flags(flags.FlagValues())
+  def flag_ok(value):
+    fv.unparse_flags()
+    fv(["train", "--prune_sparsity=0.8"] +
+       ([f"--prune_block={value}"] if value else []))
+    try:
+      train.config_from_flags(fv)
+    except UserInputError:
+      return False
+    return True
   for value in ("4", "4x0", "4-1", "ax1"):
-    with pytest.raises(UserInputError, match=r"TrainConfig.prune_block must "
+    with pytest.raises(UserInputError, match=r"PruneConfig.block \(--prune_block\) must "
                        r"be 'HxW' with H, W >= 1, such as '4x1', got "):
       TrainConfig(prune_sparsity=0.8, prune_block=value)
-    assert not train._check_prune_block(value)  # pylint: disable=protected-access
-  with pytest.raises(UserInputError, match=r"TrainConfig.prune_block must be "
+    assert not flag_ok(value)
+  with pytest.raises(UserInputError, match=r"PruneConfig.block \(--prune_block\) must be "
                      r"None with prune_m_by_n or prune_scope='global'"):
     TrainConfig(prune_sparsity=0.8, prune_block="4x1", prune_scope="global")
-  assert train._check_prune_block("8x1")  # pylint: disable=protected-access
-  assert train._check_prune_block(None)  # pylint: disable=protected-access
+  assert flag_ok("8x1")
+  assert flag_ok(None)

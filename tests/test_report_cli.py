@@ -18,10 +18,10 @@ from absl import flags
 import numpy as np
 import pytest
 
-from tf_compress import report as report_cli
-from tf_compress import runner
+from tf_compress.cli import report as report_cli
+from tf_compress import pipeline
 from tf_compress.analysis import report_weights
-from tf_compress.config import TrainConfig
+from tf_compress.pipeline import TrainConfig
 from tf_compress.errors import UserInputError
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def run_dir(tmp_path_factory, bad_cli):  # pylint: disable=unused-argument
   TensorFlow) while this run trains.
   """
   out = tmp_path_factory.mktemp("run")
-  runner.run(TrainConfig(
+  pipeline.run(TrainConfig(
       dataset="digits", model="mlp", epochs=2, finetune_epochs=1,
       prune_sparsity=0.5, export=("float32", "int8"), benchmark_runs=0,
       output_dir=str(out), verbose=0, seed=0))

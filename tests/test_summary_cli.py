@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 
 import tf_compress
-from tf_compress import cli_utils
+from tf_compress.cli import common
 from tf_compress import export
 from tf_compress import keras
-from tf_compress import summary as summary_cli
+from tf_compress.cli import summary as summary_cli
 from tf_compress.errors import ModelError
 from tf_compress.errors import UserInputError
 
@@ -110,7 +110,7 @@ def test_cli_text_on_keras_file(cli_runs):
 def test_json_output_on_tflite_file(files, capsys):
   out_json = files["tmp"] / "out.json"
   values = summary_cli.define_flags(flags.FlagValues())
-  argv = cli_utils.parse_flags_or_exit(
+  argv = common.parse_flags_or_exit(
       ["prog", "--format=json", f"--reference={files['tiny']}",
        f"--output={out_json}", str(files["tflite"])], values)
   assert summary_cli.main(argv, values) == 0
@@ -180,7 +180,7 @@ def test_main_needs_exactly_one_model(capsys):
 def test_unknown_format_flag_exits_2(capsys):
   values = summary_cli.define_flags(flags.FlagValues())
   with pytest.raises(SystemExit) as exit_info:
-    cli_utils.parse_flags_or_exit(["prog", "--format=xml", "m.keras"],
+    common.parse_flags_or_exit(["prog", "--format=xml", "m.keras"],
                                   values)
   assert exit_info.value.code == 2
   err = capsys.readouterr().err

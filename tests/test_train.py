@@ -10,8 +10,10 @@ from absl import app
 from absl.testing import flagsaver
 
 import tf_compress
-from tf_compress import train
-from tf_compress.cli_utils import parse_flags_or_exit
+from tf_compress.cli import train
+from tf_compress.cli.common import parse_flags_or_exit
+
+train.define_flags()  # the command's flags, on absl's FLAGS
 
 EPOCHS = 4
 
@@ -176,7 +178,7 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
       "out-of-range": "validation_fraction",
       "wrong-type": "epochs",
       "bad-image-size": "image_size",
-      "fractions-sum": "--validation_fraction + --test_fraction",
+      "fractions-sum": "--validation_fraction + --test_fraction is below 1",
       "unwritable-output": "--output_dir",
       "missing-model": "nope.keras",
       "positional-arg": "stray",
@@ -239,8 +241,9 @@ def test_demo_flagfile_parses_to_a_valid_config(repo_root):
     parse_flags_or_exit(["train",
                          f"--flagfile={repo_root}/configs/demo.flags"])
     config = train.config_from_flags()
-  assert config.prune_sparsity == 0.8 and config.slice_ratio == 0.5
-  assert config.qat and config.distill and config.adv_attack == "fgsm"
-  assert config.export == ("float32", "int8")
-  assert len(config.sweep_sparsity) >= 3  # the params-vs-accuracy curve
+  assert config.prune.sparsity == 0.8 and config.slice.ratio == 0.5
+  assert config.qat.enabled and config.distill.enabled
+  assert config.adversarial.attack == "fgsm"
+  assert config.export.modes == ("float32", "int8")
+  assert len(config.prune.sweep) >= 3  # the params-vs-accuracy curve
   assert config.output_dir == "demo_output"

@@ -15,12 +15,15 @@ import subprocess
 import sys
 import time
 
+from absl import flags
 from absl.testing import flagsaver
 import optuna
 import pytest
 
-from tf_compress import tune as tune_cli
-from tf_compress.cli_utils import parse_flags_or_exit
+from tf_compress.cli import tune as tune_cli
+from tf_compress.cli.common import parse_flags_or_exit
+
+tune_cli.define_flags()  # the command's flags, on absl's FLAGS
 
 COMMON = ["--dataset=digits", "--model=mlp", "--width=0.5", "--epochs=2",
           "--learning_rate=0.01", "--batch_size=64", "--finetune_epochs=1",
@@ -38,8 +41,8 @@ def _main(capsys, args):
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "error: the search space is empty: set at least one of "
-         "--prune_sparsity_range"),
+    (["--export_modes=float32"], "error: the search space is empty: set at "
+         "least one of --prune_sparsity_range"),
     (["--prune_sparsity_range=0.5,0.9", "--objectives=accuracy,size"],
      "error: --objectives: unknown objective 'size'"),
     (["--prune_sparsity_range=0.5,0.9", "--cv_folds=1"],
@@ -222,3 +225,14 @@ def test_best_flags_reproduce_the_recorded_test_metrics(workers):
   assert "--combine\n" in flags_text and "--seed=4\n" in flags_text
   params = workers["summary"]["best"]["params"]
   assert f"--prune_sparsity={params['prune_sparsity']!r}\n" in flags_text
+
+
+def test_no_flags_searches_the_default_space():
+  fv = tune_cli.define_flags(flags.FlagValues())
+  parse_flags_or_exit(["tune"], fv)
+  config = tune_cli.config_from_flags(fv)
+  assert config.space == tune_cli.space_lib.DEFAULT_SPACE
+  assert config.space.dimensions() == ["prune_sparsity", "export"]
+  assert config.output_dir == "tf_compress_tune"
+  assert tune_cli.space_lib.describe(config.space) == (
+      "--prune_sparsity_range=0.5,0.95 --export_modes=float32,int8")

@@ -8,8 +8,8 @@ import pytest
 
 import tf_compress
 from tf_compress.analysis import top_k_accuracy
-from tf_compress.tuning import baselines
-from tf_compress.tuning import cv
+from tf_compress.pipeline.tuning import baselines
+from tf_compress.pipeline.tuning import cv
 
 
 def _config(**overrides):

@@ -7,7 +7,7 @@ import pytest
 from sklearn.model_selection import StratifiedKFold
 
 from tf_compress.errors import UserInputError
-from tf_compress.tuning import cv
+from tf_compress.pipeline.tuning import cv
 
 
 def test_folds_equal_a_hand_run_stratified_kfold(digits):

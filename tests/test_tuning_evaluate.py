@@ -1,6 +1,5 @@
 """One trial on one fold: the combined variant built, exported and measured."""
 
-import dataclasses
 import math
 
 import numpy as np
@@ -8,10 +7,10 @@ import optuna
 import pytest
 
 import tf_compress
-from tf_compress.tuning import baselines
-from tf_compress.tuning import cv
-from tf_compress.tuning import evaluate
-from tf_compress.tuning.callbacks import HopelessTrialStopper
+from tf_compress.pipeline.tuning import baselines
+from tf_compress.pipeline.tuning import cv
+from tf_compress.pipeline.tuning import evaluate
+from tf_compress.pipeline.tuning.early_stopping import HopelessTrialStopper
 
 
 def _config(**overrides):
@@ -85,5 +84,5 @@ def test_summarize_means_and_population_std():
 
 def test_trial_config_is_a_replace_of_the_base():
   base = _config(prune_sparsity=None)
-  trial = dataclasses.replace(base, prune_sparsity=0.7, export=("int8",))
-  assert trial.model == base.model and trial.epochs == base.epochs
+  trial = base.replace(prune_sparsity=0.7, export=("int8",))
+  assert trial.fit == base.fit and trial.data == base.data

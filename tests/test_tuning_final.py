@@ -5,8 +5,8 @@ import json
 import pytest
 
 import tf_compress
-from tf_compress import runner
-from tf_compress.tuning import final
+from tf_compress.analysis.report_schema import REPORT_NAME
+from tf_compress.pipeline.tuning import final
 
 
 def _report(config):
@@ -27,13 +27,14 @@ def test_final_config(tmp_path):
   config = final.final_config(base, {"prune_sparsity": 0.8,
                                      "export": ("int8",)},
                               tmp_path / "t3", robust=("fgsm", 0.1))
-  assert config.combine and config.prune_sparsity == 0.8
-  assert config.export == ("int8",)
+  assert config.combine and config.prune.sparsity == 0.8
+  assert config.export.modes == ("int8",)
   assert config.output_dir == str(tmp_path / "t3")
-  assert config.robust_eval_epsilons == (0.2, 0.1)
+  assert config.eval.robust_eval_epsilons == (0.2, 0.1)
   same = final.final_config(base, {}, tmp_path, robust=("pgd", 0.2))
-  assert same.robust_eval_epsilons == (0.2,)
-  assert final.final_config(base, {}, tmp_path).robust_eval_epsilons == (0.2,)
+  assert same.eval.robust_eval_epsilons == (0.2,)
+  assert final.final_config(base, {}, tmp_path).eval.robust_eval_epsilons == (
+      0.2,)
 
 
 def test_test_metrics_of_the_combined_variant():
@@ -53,11 +54,11 @@ def test_test_metrics_of_the_combined_variant():
 def test_a_finished_run_is_reused(tmp_path, monkeypatch):
   config = final.final_config(tf_compress.TrainConfig(prune_sparsity=0.5),
                               {}, tmp_path)
-  (tmp_path / runner.REPORT_NAME).write_text(json.dumps(_report(config)))
+  (tmp_path / REPORT_NAME).write_text(json.dumps(_report(config)))
 
   def no_training(config, argv=None):
     raise AssertionError("retrained although a report exists")
-  monkeypatch.setattr(runner, "run", no_training)
+  monkeypatch.setattr(final, "run", no_training)
   metrics, report = final.evaluate_final(config)
   assert metrics["gzip_bytes"] == 4321
   assert report["config"] == config.to_dict()

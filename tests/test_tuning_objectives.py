@@ -3,8 +3,8 @@
 import pytest
 
 from tf_compress.errors import UserInputError
-from tf_compress.tuning import objectives
-from tf_compress.tuning.objectives import Constraints
+from tf_compress.pipeline.tuning import objectives
+from tf_compress.pipeline.tuning.objectives import Constraints
 
 
 def test_directions():

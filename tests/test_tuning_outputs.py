@@ -10,11 +10,13 @@ from optuna.distributions import FloatDistribution
 import pytest
 
 import tf_compress
-from tf_compress import train as train_cli
+from tf_compress.cli import train as train_cli
 from tf_compress.analysis import pareto_mask
-from tf_compress.cli_utils import parse_flags_or_exit
-from tf_compress.tuning import outputs
-from tf_compress.tuning.objectives import Constraints
+from tf_compress.cli.common import parse_flags_or_exit
+from tf_compress.pipeline.tuning import outputs
+from tf_compress.pipeline.tuning.objectives import Constraints
+
+train_cli.define_flags()  # the command's flags, on absl's FLAGS
 
 OBJECTIVES = ("accuracy", "gzip_bytes")
 DIRECTIONS = ("maximize", "minimize")
@@ -124,7 +126,7 @@ def test_flagfile_parses_back_into_the_same_train_config(tmp_path):
     parse_flags_or_exit(["train", f"--flagfile={path}"])
     parsed = train_cli.config_from_flags()
   assert parsed == config
-  assert parsed.prune_sparsity == 0.8123456789012345  # exact float
+  assert parsed.prune.sparsity == 0.8123456789012345  # exact float
 
 
 def test_write_outputs(tmp_path, trials):

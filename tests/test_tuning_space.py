@@ -1,14 +1,12 @@
 """The tuning search space: validation, Optuna draws, TrainConfig overrides."""
 
-import dataclasses
-
 import optuna
 import pytest
 
 import tf_compress
 from tf_compress.errors import UserInputError
-from tf_compress.tuning import space as space_lib
-from tf_compress.tuning.space import SearchSpace
+from tf_compress.pipeline.tuning import space as space_lib
+from tf_compress.pipeline.tuning.space import SearchSpace
 
 
 def _draw(space, fixed=None, seed=0):
@@ -110,8 +108,8 @@ def test_overrides_build_a_valid_train_config():
       "qat": True, "distill_alpha": 0.25, "adv_epsilon": 0.1,
       "prune_schedule": "polynomial", "distill": True, "adv_attack": "fgsm",
       "export": ("dynamic",)}
-  config = dataclasses.replace(base, **overrides)
-  assert config.prune_sparsity == 0.75 and config.export == ("dynamic",)
+  config = base.replace(**overrides)
+  assert config.prune.sparsity == 0.75 and config.export.modes == ("dynamic",)
 
 
 def test_export_mode_of_a_trial():

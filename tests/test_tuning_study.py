@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 import pytest
 
 from tf_compress.errors import UserInputError
-from tf_compress.tuning import study as study_lib
+from tf_compress.pipeline.tuning import study as study_lib
 
 # Trials asked for by hand (no Study.optimize) run without heartbeats.
 pytestmark = pytest.mark.filterwarnings(

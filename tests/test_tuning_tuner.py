@@ -9,9 +9,9 @@ from sklearn.model_selection import StratifiedKFold
 
 import tf_compress
 from tf_compress.errors import UserInputError
-from tf_compress.tuning import tuner
-from tf_compress.tuning.config import TuneConfig
-from tf_compress.tuning.space import SearchSpace
+from tf_compress.pipeline.tuning import tuner
+from tf_compress.pipeline.tuning.tune_config import TuneConfig
+from tf_compress.pipeline.tuning.space import SearchSpace
 
 
 def _train(**overrides):
@@ -51,11 +51,11 @@ def _centroid_accuracy(fold, sparsity):
 def _fake_evaluate(config, fold, baseline, settings, callbacks=(),
                    workdir=None):
   del settings, callbacks, workdir
-  return {"accuracy": _centroid_accuracy(fold, config.prune_sparsity),
+  return {"accuracy": _centroid_accuracy(fold, config.prune.sparsity),
           "balanced_accuracy": None, "gzip_bytes": fold.num_train,
           "p50_ms": None, "robust_accuracy": None,
           "baseline_accuracy": baseline["val_accuracy"],
-          "export": config.export[0], "stages": ["prune"]}
+          "export": config.export.modes[0], "stages": ["prune"]}
 
 
 def test_fold_scores_equal_a_hand_run_stratified_kfold(tmp_path, digits):
@@ -112,7 +112,7 @@ def test_resume_runs_only_the_remaining_trials(tmp_path, digits):
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, digits):
   def flaky(config, *args, **kwargs):
-    if config.prune_sparsity > 0.6:
+    if config.prune.sparsity > 0.6:
       raise tf_compress.ModelError("cannot prune that far")
     return _fake_evaluate(config, *args, **kwargs)
   config = _tune(tmp_path, trials=6)

@@ -25,10 +25,10 @@ from tf_compress import distillation
 from tf_compress import export
 from tf_compress import models
 from tf_compress import pruning
+from tf_compress import pipeline
 from tf_compress import quantization
 from tf_compress.analysis import classification_metrics
 from tf_compress.analysis import model_stats
-from tf_compress.config import TrainConfig
 from tf_compress.data import analyze_arrays
 from tf_compress.data import analyze_dataset
 from tf_compress.data import DatasetSplits
@@ -44,14 +44,16 @@ from tf_compress.models import load_model
 from tf_compress.models import save_model
 from tf_compress.repro import enable_determinism
 from tf_compress.repro import set_seed
-from tf_compress.runner import run
+from tf_compress.pipeline import RunConfig
+from tf_compress.pipeline import run
+from tf_compress.pipeline import TrainConfig
 
 __all__ = [
     "__version__", "adversarial", "analysis", "analyze_arrays", "analyze_dataset", "benchmark",
     "build_model", "check_model", "classification_metrics",
     "configure_logical_cpus", "data", "DataError", "DatasetSplits", "distillation",
     "enable_determinism", "export", "keras", "load_dataset", "load_model",
-    "make_strategy", "model_stats", "ModelError", "models", "pruning", "quantization", "register",
-    "run", "save_model", "set_seed", "TfCompressError", "TrainConfig",
+    "make_strategy", "model_stats", "ModelError", "models", "pipeline", "pruning", "quantization", "register",
+    "run", "RunConfig", "save_model", "set_seed", "TfCompressError", "TrainConfig",
     "UserInputError",
 ]

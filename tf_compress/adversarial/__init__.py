@@ -15,8 +15,8 @@ from tf_compress.adversarial.attacks import ATTACKS
 from tf_compress.adversarial.attacks import fgsm
 from tf_compress.adversarial.attacks import NORMS
 from tf_compress.adversarial.attacks import pgd
-from tf_compress.adversarial.callbacks import EpsilonWarmup
-from tf_compress.adversarial.callbacks import find_adversarial_model
+from tf_compress.adversarial.epsilon_warmup import EpsilonWarmup
+from tf_compress.adversarial.epsilon_warmup import find_adversarial_model
 from tf_compress.adversarial.model import AdversarialModel
 from tf_compress.adversarial.robustness import craft_examples
 from tf_compress.adversarial.robustness import robust_accuracy

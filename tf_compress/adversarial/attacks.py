@@ -20,7 +20,7 @@ from tf_compress._keras import check_model, keras, tf
 from tf_compress.errors import UserInputError
 
 __all__ = ["fgsm", "pgd", "fgsm_tensor", "pgd_tensor", "NORMS", "ATTACKS",
-           "default_step_size", "check_epsilon"]
+           "default_step_size", "check_epsilon", "check_value_range"]
 
 NORMS = ("linf", "l2")
 ATTACKS = ("fgsm", "pgd")
@@ -41,7 +41,8 @@ def check_epsilon(epsilon, where="epsilon"):
   return float(epsilon)
 
 
-def _check_range(clip_min, clip_max):
+def check_value_range(clip_min, clip_max):
+  """Raises `UserInputError` unless `clip_min < clip_max`, both numbers."""
   if not (_is_number(clip_min) and _is_number(clip_max)) or (
       clip_min >= clip_max):
     raise UserInputError(
@@ -163,7 +164,7 @@ def fgsm(model, x, y, epsilon, clip_min=0.0, clip_max=1.0, from_logits=True):
     UserInputError: epsilon < 0, a bad range, or mismatched x and y.
   """
   epsilon = check_epsilon(epsilon)
-  _check_range(clip_min, clip_max)
+  check_value_range(clip_min, clip_max)
   x, y = _check_inputs(model, x, y)
   return fgsm_tensor(model, x, y, epsilon, clip_min, clip_max, from_logits)
 
@@ -215,7 +216,7 @@ def pgd(model, x, y, epsilon, step_size=None, steps=10, norm="linf",
   if seed is not None and (isinstance(seed, bool) or
                            not isinstance(seed, numbers.Integral)):
     raise UserInputError(f"seed must be an integer or None, got {seed!r}")
-  _check_range(clip_min, clip_max)
+  check_value_range(clip_min, clip_max)
   x, y = _check_inputs(model, x, y)
   return pgd_tensor(model, x, y, epsilon, float(step_size), int(steps), norm,
                     bool(random_start), clip_min, clip_max, seed, from_logits)

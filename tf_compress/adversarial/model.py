@@ -117,12 +117,7 @@ class AdversarialModel(keras.Model):
       raise UserInputError(
           f"attack='fgsm' is an L-inf attack, got norm={norm!r}; use "
           "attack='pgd' (steps=1 for a single step) for L2")
-    if not (_is_number(clip_min) and _is_number(clip_max)) or (
-        clip_min >= clip_max):
-      raise UserInputError(
-          f"clip_min must be a number below clip_max, got "
-          f"clip_min={clip_min!r}, clip_max={clip_max!r}; use "
-          "DatasetSplits.value_range")
+    attacks.check_value_range(clip_min, clip_max)
     self.base_model = base_model
     self.attack = attack
     self.ratio = float(ratio)

@@ -252,20 +252,10 @@ def robust_accuracy_tflite(tflite_path, keras_model, x, y,
     tflite_path: the .tflite file (or its bytes), exported from
       `keras_model` (pruning wrappers stripped).
     keras_model: the tf_keras model the attacks use.
-    x: inputs inside `[clip_min, clip_max]`.
-    y: 1-D integer labels.
-    attacks: some of `"fgsm"` and `"pgd"`.
-    epsilons: radii (>= 0) in input units.
-    pgd_steps: PGD steps.
-    pgd_step_size: PGD step; None means 2.5 * epsilon / pgd_steps.
-    random_start: start PGD from a random point of the ball.
-    clip_min: smallest valid input.
-    clip_max: largest valid input.
-    norm: `"linf"`, or `"l2"` (PGD only).
+    x, y, attacks, epsilons, pgd_steps, pgd_step_size, random_start,
+      clip_min, clip_max, norm, seed, from_logits, overfit_gap: as for
+      `robust_accuracy` (`from_logits` describes the Keras model).
     batch_size: samples per attack batch and per LiteRT invocation.
-    seed: seed of PGD's random starts.
-    from_logits: whether the Keras model outputs logits.
-    overfit_gap: FGSM minus PGD accuracy above which the result is flagged.
     isolate: run LiteRT in a child process (for files of unknown origin,
       which may crash it; see `tf_compress.export.run_isolated`).
     examples: adversarial sets already crafted on `keras_model` by

@@ -17,30 +17,46 @@ from tf_compress.analysis.model_stats import count_nonzero_params
 from tf_compress.analysis.model_stats import count_params
 from tf_compress.analysis.model_stats import keras_file_bytes
 from tf_compress.analysis.model_stats import model_stats
+# Binds the function `model_summary` over the module of the same name.
+from tf_compress.analysis.model_summary import model_summary
+from tf_compress.analysis.model_summary_format import format_summary
 from tf_compress.analysis.pareto import dominates
 from tf_compress.analysis.pareto import hypervolume
 from tf_compress.analysis.pareto import pareto_front
 from tf_compress.analysis.pareto import pareto_mask
 from tf_compress.analysis.plots import plot_training_curves
-from tf_compress.analysis.summary import model_summary
-from tf_compress.analysis.summary_format import format_summary
 
-__all__ = ["balanced_accuracy", "comparison_rows", "format_comparison", "classification_metrics", "confusion_matrix", "count_macs",
-           "count_nonzero_params", "count_params", "environment_info",
-           "expected_calibration_error", "macro_f1", "per_class_change",
-           "precision_recall_f1", "dominates", "hypervolume", "pareto_front",
-           "pareto_mask",
-           "keras_file_bytes", "model_stats", "per_class_accuracy",
-           "plot_training_curves", "top_k_accuracy"]
-__all__ += ["format_summary", "model_summary"]
+__all__ = ["balanced_accuracy", "classification_metrics", "comparison_rows",
+           "confusion_matrix", "count_macs", "count_nonzero_params",
+           "count_params", "dominates", "environment_info",
+           "expected_calibration_error", "format_comparison",
+           "format_summary", "hypervolume", "keras_file_bytes", "macro_f1",
+           "model_stats", "model_summary", "pareto_front", "pareto_mask",
+           "per_class_accuracy", "per_class_change", "plot_training_curves",
+           "precision_recall_f1", "top_k_accuracy"]
 
 # The results report: plots, report.html, report.md (tf_compress.report CLI).
-from tf_compress.analysis.reports import load_report
-from tf_compress.analysis.reports import write_comparison
-from tf_compress.analysis.reports import write_reports
 from tf_compress.analysis.report_html import render_html
 from tf_compress.analysis.report_md import render_markdown
 from tf_compress.analysis.report_plots import write_report_plots
+from tf_compress.analysis.report_schema import COMPARISON_HTML
+from tf_compress.analysis.report_schema import COMPARISON_MD
+from tf_compress.analysis.report_schema import FLAGFILE_NAME
+from tf_compress.analysis.report_schema import HISTORY_NAME
+from tf_compress.analysis.report_schema import REPORT_HTML
+from tf_compress.analysis.report_schema import REPORT_MD
+from tf_compress.analysis.report_schema import REPORT_NAME
+from tf_compress.analysis.report_schema import REPORT_SCHEMA_VERSION
+from tf_compress.analysis.report_schema import TUNING_NAME
+from tf_compress.analysis.report_writer import load_report
+from tf_compress.analysis.report_writer import load_tuning
+from tf_compress.analysis.report_writer import run_labels
+from tf_compress.analysis.report_writer import write_comparison
+from tf_compress.analysis.report_writer import write_reports
 
-__all__ += ["load_report", "render_html", "render_markdown",
-            "write_comparison", "write_report_plots", "write_reports"]
+__all__ += ["load_report", "load_tuning", "render_html", "render_markdown",
+            "run_labels", "write_comparison", "write_report_plots",
+            "write_reports"]
+__all__ += ["COMPARISON_HTML", "COMPARISON_MD", "FLAGFILE_NAME",
+            "HISTORY_NAME", "REPORT_HTML", "REPORT_MD", "REPORT_NAME",
+            "REPORT_SCHEMA_VERSION", "TUNING_NAME"]

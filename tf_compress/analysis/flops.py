@@ -21,6 +21,8 @@ import numpy as np
 from tf_compress._keras import check_model
 from tf_compress._keras import keras
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import graph_nodes
+from tf_compress.models.graph import unwrap
 
 __all__ = ["count_macs"]
 
@@ -58,31 +60,6 @@ def count_macs(model):
   _collect(model, "", per_layer)
   return {"total": int(sum(row["macs"] for row in per_layer)),
           "per_layer": per_layer}
-
-
-def unwrap(layer):
-  """Returns the layer inside tfmot (or other) `Wrapper`s of `layer`."""
-  while isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "layer"):
-    layer = layer.layer
-  return layer
-
-
-def graph_nodes(model):
-  """Yields the non-input nodes of a graph model in topological order.
-
-  Raises:
-    UserInputError: when `model` is not a Functional/Sequential graph.
-  """
-  if not getattr(model, "_is_graph_network", False):
-    raise UserInputError(
-        f"model {model.name!r} ({type(model).__name__}) is not a built "
-        "Functional or Sequential model, so its layer graph is unknown; "
-        "build it with `keras.Input` (functionally or in a Sequential)")
-  nodes_by_depth = model._nodes_by_depth  # pylint: disable=protected-access
-  for depth in sorted(nodes_by_depth, reverse=True):
-    for node in nodes_by_depth[depth]:
-      if not node.is_input:
-        yield node
 
 
 def _collect(model, prefix, per_layer):

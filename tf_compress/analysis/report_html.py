@@ -11,6 +11,7 @@ import os
 
 from tf_compress.analysis import report_tables as tables
 from tf_compress.analysis.report_plots import plot_caption
+from tf_compress.analysis.report_schema import FLAGFILE_NAME
 from tf_compress.io_utils import atomic_write_text
 
 __all__ = ["render_html", "render_comparison_html", "write_html",
@@ -173,10 +174,8 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
   Returns:
     The HTML text.
   """
-  config = report.get("config") or {}
+  title = title or tables.report_title(report)
   dataset = report.get("dataset") or {}
-  title = title or (f"tf_compress report: {config.get('model', 'model')} on "
-                    f"{dataset.get('name', 'dataset')}")
   sections = [("results", "Results"), ("who-pays", "Who pays"),
               ("sweeps", "Sweeps"), ("tuning", "Tuning"), ("plots", "Plots"),
               ("dataset", "Dataset"), ("reproduce", "Reproduce")]
@@ -214,8 +213,8 @@ def _reproduce_html(report):
     parts.append(f"<pre>{_text(command)}</pre>")
   if flagfile:
     parts.append("<p>Or, with every setting spelled out, save this as "
-                 "<code>run.flags</code> and run <code>python -m "
-                 "tf_compress.train --flagfile=run.flags</code>:</p>")
+                 f"<code>{FLAGFILE_NAME}</code> and run <code>python -m "
+                 f"tf_compress.train --flagfile={FLAGFILE_NAME}</code>:</p>")
     parts.append(f"<pre>{_text(flagfile)}</pre>")
   parts.append("<h3>Versions and seed</h3>")
   parts.append(_key_values(items))

@@ -8,6 +8,7 @@ import os
 
 from tf_compress.analysis import report_tables as tables
 from tf_compress.analysis.report_plots import plot_caption
+from tf_compress.analysis.report_schema import FLAGFILE_NAME
 from tf_compress.io_utils import atomic_write_text
 
 __all__ = ["render_markdown", "render_comparison_markdown", "write_markdown",
@@ -89,10 +90,8 @@ def render_markdown(report, plots, plot_dir=None, tuning=None, title=None):
   Returns:
     The markdown text.
   """
-  config = report.get("config") or {}
+  title = title or tables.report_title(report)
   dataset = report.get("dataset") or {}
-  title = title or (f"tf_compress report: {config.get('model', 'model')} on "
-                    f"{dataset.get('name', 'dataset')}")
   lines = [f"# {title}", "", "## Results", ""]
   best = tables.best_compressed(report)
   if best is not None:
@@ -117,7 +116,8 @@ def render_markdown(report, plots, plot_dir=None, tuning=None, title=None):
     lines += ["```sh", command, "```", ""]
   if flagfile:
     lines += ["Every setting, as a flagfile for `python -m tf_compress.train "
-              "--flagfile=run.flags`:", "", "```", flagfile, "```", ""]
+              f"--flagfile={FLAGFILE_NAME}`:", "", "```", flagfile, "```",
+              ""]
   lines += ["### Versions and seed", "", _key_values(items)]
   return "\n".join(lines).rstrip() + "\n"
 

@@ -15,7 +15,7 @@ __all__ = ["Table", "PARETO_MARK", "headline_metrics", "metric_columns",
            "who_pays_table", "sweep_tables", "dataset_summary",
            "dataset_tables", "tuning_tables", "config_flagfile",
            "reproducibility", "best_compressed", "multi_run_table",
-           "class_names", "fmt"]
+           "class_names", "fmt", "report_title"]
 
 _DEFAULT_HEADLINE = ("top1", "topk")
 # Every metric column the table can show, in the default order.
@@ -23,6 +23,14 @@ _METRICS = ("top1", "topk", "balanced_accuracy", "macro_f1")
 _LABELS = {"top1": "top-1", "topk": "top-K", "balanced_accuracy":
            "balanced acc.", "macro_f1": "macro-F1", "ece": "ECE"}
 PARETO_MARK = "\u2605"  # a star: Pareto-optimal on (top1, gzip bytes)
+
+
+def report_title(report):
+  """The report's default title: `tf_compress report: <model> on <dataset>`."""
+  config = report.get("config") or {}
+  dataset = report.get("dataset") or {}
+  return (f"tf_compress report: {config.get('model', 'model')} on "
+          f"{dataset.get('name', 'dataset')}")
 
 
 @dataclasses.dataclass(frozen=True)

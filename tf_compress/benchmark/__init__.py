@@ -21,12 +21,12 @@ from tf_compress.benchmark.cpu import load_external_delegate
 from tf_compress.benchmark.format import format_report
 from tf_compress.benchmark.format import format_reports
 from tf_compress.benchmark.gpu import benchmark_gpu
-from tf_compress.benchmark.runner import benchmark_model
-from tf_compress.benchmark.runner import BenchmarkConfig
-from tf_compress.benchmark.runner import make_inputs
-from tf_compress.benchmark.stats import latency_stats
-from tf_compress.benchmark.stats import time_invocations
-from tf_compress.benchmark.stats import Timings
+from tf_compress.benchmark.harness import benchmark_model
+from tf_compress.benchmark.harness import BenchmarkConfig
+from tf_compress.benchmark.harness import make_inputs
+from tf_compress.benchmark.timing import latency_stats
+from tf_compress.benchmark.timing import time_invocations
+from tf_compress.benchmark.timing import Timings
 
 __all__ = [
     "benchmark_cpu", "benchmark_gpu", "benchmark_model", "BenchmarkConfig",

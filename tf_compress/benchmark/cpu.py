@@ -18,11 +18,10 @@ import ctypes
 import os
 import time
 
-import numpy as np
 from ai_edge_litert import interpreter as litert_interpreter
 
-from tf_compress.benchmark import stats
-from tf_compress.cli_utils import one_line
+from tf_compress.benchmark import timing
+from tf_compress.errors import one_line
 from tf_compress.errors import UserInputError
 from tf_compress.export import litert
 
@@ -162,7 +161,7 @@ def set_inputs(interpreter, arrays):
   Args:
     interpreter: a LiteRT interpreter.
     arrays: a dict from input tensor name to an array of that tensor's
-      dtype (see `runner.make_inputs`).
+      dtype (see `harness.make_inputs`).
 
   Raises:
     UserInputError: if an input is missing or LiteRT refuses a shape.
@@ -212,13 +211,13 @@ def benchmark_cpu(data, name, arrays, num_threads=1, use_xnnpack=True,
     data: the model's bytes.
     name: the model's name for messages.
     arrays: a dict from input tensor name to its input array (see
-      `runner.make_inputs`).
+      `harness.make_inputs`).
     num_threads: CPU threads.
     use_xnnpack: apply LiteRT's default XNNPACK delegate; False runs the
       built-in kernels only.
     delegate_path: a TFLite external delegate library to apply, or None.
     delegate_options: that delegate's options (dict), or None.
-    warmup_runs, num_runs, max_secs: see `stats.time_invocations`.
+    warmup_runs, num_runs, max_secs: see `timing.time_invocations`.
     clock: a monotonic clock in seconds.
 
   Returns:
@@ -226,14 +225,14 @@ def benchmark_cpu(data, name, arrays, num_threads=1, use_xnnpack=True,
     "external"), `delegate_path`, `num_threads`, `delegate_partitions`,
     `model_ops`, `init_ms`, `first_inference_ms`, `warmup_runs`,
     `warmup_mean_ms` (None without warm-up), `stopped_by`, and the fields of
-    `stats.latency_stats`.
+    `timing.latency_stats`.
 
   Raises:
     UserInputError: for invalid arguments, an invalid model, a delegate
       that cannot be loaded or applied, or an error LiteRT raises running
       the model.
   """
-  stats.check_run_counts(warmup_runs, num_runs, max_secs)
+  timing.check_run_counts(warmup_runs, num_runs, max_secs)
   if (isinstance(num_threads, bool) or not isinstance(num_threads, int) or
       num_threads < 1):
     raise UserInputError(
@@ -246,7 +245,7 @@ def benchmark_cpu(data, name, arrays, num_threads=1, use_xnnpack=True,
   try:
     set_inputs(interpreter, arrays)
     init_s = clock() - start
-    timings = stats.time_invocations(interpreter.invoke, warmup_runs,
+    timings = timing.time_invocations(interpreter.invoke, warmup_runs,
                                      num_runs, max_secs, clock)
   except (RuntimeError, ValueError) as e:
     if isinstance(e, UserInputError):
@@ -265,12 +264,6 @@ def benchmark_cpu(data, name, arrays, num_threads=1, use_xnnpack=True,
       "num_threads": num_threads,
       "delegate_partitions": partitions,
       "model_ops": model_ops,
-      "init_ms": init_s * 1e3,
-      "first_inference_ms": timings.first_s * 1e3,
-      "warmup_runs": len(timings.warmup_s),
-      "warmup_mean_ms": (float(np.mean(timings.warmup_s)) * 1e3
-                         if timings.warmup_s else None),
-      "stopped_by": timings.stopped_by,
   }
-  result.update(stats.latency_stats(timings.run_s))
+  result.update(timing.timing_fields(init_s, timings))
   return result

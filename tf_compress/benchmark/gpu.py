@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from tf_compress.benchmark import stats
+from tf_compress.benchmark import timing
 from tf_compress.errors import UserInputError
 
 __all__ = ["benchmark_gpu", "failure_reason", "unavailable"]
@@ -116,14 +116,14 @@ def benchmark_gpu(model_path, arrays, warmup_runs=1, num_runs=50,
   Args:
     model_path: a .tflite file that LiteRT's verifier has accepted.
     arrays: a dict from input tensor name to its input array.
-    warmup_runs, num_runs, max_secs: see `stats.time_invocations`.
+    warmup_runs, num_runs, max_secs: see `timing.time_invocations`.
     clock: a monotonic clock in seconds.
 
   Returns:
     A result dict: `backend` ("gpu"), `available` (True), `accelerator`,
     `fully_accelerated`, `cpu_fallback`, `init_ms`, `first_inference_ms`,
     `warmup_runs`, `warmup_mean_ms`, `stopped_by` and the fields of
-    `stats.latency_stats`.
+    `timing.latency_stats`.
 
   Raises:
     RuntimeError: from LiteRT when the GPU accelerator cannot be used (no
@@ -135,7 +135,7 @@ def benchmark_gpu(model_path, arrays, warmup_runs=1, num_runs=50,
   # pylint: disable-next=g-import-not-at-top
   from ai_edge_litert import compiled_model
 
-  stats.check_run_counts(warmup_runs, num_runs, max_secs)
+  timing.check_run_counts(warmup_runs, num_runs, max_secs)
   accel = compiled_model.HardwareAccelerator
   start = clock()
   model = compiled_model.CompiledModel.from_file(
@@ -152,7 +152,7 @@ def benchmark_gpu(model_path, arrays, warmup_runs=1, num_runs=50,
     model.run_by_index(index, inputs, outputs)
     outputs[0].read(size, dtype)
 
-  timings = stats.time_invocations(invoke, warmup_runs, num_runs, max_secs,
+  timings = timing.time_invocations(invoke, warmup_runs, num_runs, max_secs,
                                    clock)
   result = {
       "backend": "gpu",
@@ -160,12 +160,6 @@ def benchmark_gpu(model_path, arrays, warmup_runs=1, num_runs=50,
       "accelerator": "GPU|CPU",
       "fully_accelerated": fully_accelerated,
       "cpu_fallback": not fully_accelerated,
-      "init_ms": init_s * 1e3,
-      "first_inference_ms": timings.first_s * 1e3,
-      "warmup_runs": len(timings.warmup_s),
-      "warmup_mean_ms": (float(np.mean(timings.warmup_s)) * 1e3
-                         if timings.warmup_s else None),
-      "stopped_by": timings.stopped_by,
   }
-  result.update(stats.latency_stats(timings.run_s))
+  result.update(timing.timing_fields(init_s, timings))
   return result

@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 
 from tf_compress._keras import keras, tf
-from tf_compress.data import analysis
+from tf_compress.data import statistics
 from tf_compress.errors import DataError
 
 __all__ = ["RawData", "load_raw", "load_sklearn", "load_npz",
@@ -367,7 +367,7 @@ def load_image_directory(path, image_size=None):
   Args:
     path: the root folder.
     image_size: (height, width) to resize to. None picks
-      `analysis.image_size_stats(...)["recommended_size"]`; the images are
+      `statistics.image_size_stats(...)["recommended_size"]`; the images are
       then decoded twice (sizes first) so that memory stays bounded.
 
   Returns:
@@ -403,7 +403,7 @@ def load_image_directory(path, image_size=None):
 
   if image_size is None:
     sizes = [_decode_image(f)[0].shape[:2] for f in files]
-    image_size = tuple(analysis.image_size_stats(sizes)["recommended_size"])
+    image_size = tuple(statistics.image_size_stats(sizes)["recommended_size"])
   images, sizes, any_colour = [], [], False
   for f in files:
     image, colour = _decode_image(f)

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn import model_selection
 
 from tf_compress._keras import tf
-from tf_compress.data import analysis
+from tf_compress.data import statistics
 from tf_compress.data import sources
 from tf_compress.errors import DataError
 
@@ -151,8 +151,8 @@ class DatasetSplits:
     return self._dataset(self.x_test, self.y_test, batch_size)
 
   def analyze(self):
-    """Returns `tf_compress.data.analysis.analyze_dataset(self)`."""
-    return analysis.analyze_dataset(self)
+    """Returns `tf_compress.data.statistics.analyze_dataset(self)`."""
+    return statistics.analyze_dataset(self)
 
 
 def _check_fraction(name, value):
@@ -214,7 +214,7 @@ def _normalize(mode, raw, x_train, others):
     out = [x.astype(np.float32) for x in xs]
     params = {"mode": "none"}
   elif mode == "standardize":
-    stats = analysis.streaming_channel_stats(x_train)
+    stats = statistics.streaming_channel_stats(x_train)
     mean = np.asarray(stats["mean"], np.float64)
     std = np.asarray(stats["std"], np.float64)
     std = np.where(std > 0, std, 1.0)

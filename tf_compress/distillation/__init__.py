@@ -13,8 +13,8 @@
     export = pruning.strip_pruning(distiller.student)
 """
 
-from tf_compress.distillation.callbacks import DistillationScheduler
-from tf_compress.distillation.callbacks import find_distiller
+from tf_compress.distillation.distillation_callbacks import DistillationScheduler
+from tf_compress.distillation.distillation_callbacks import find_distiller
 from tf_compress.distillation.distiller import Distiller
 from tf_compress.distillation.distiller import soft_target_loss
 from tf_compress.distillation.distiller import TEACHER_OUTPUTS

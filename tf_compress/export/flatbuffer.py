@@ -29,7 +29,7 @@ from ai_edge_litert import schema_py_generated as schema
 from tf_compress.errors import UserInputError
 from tf_compress.export import litert
 
-__all__ = ["inspect_tflite"]
+__all__ = ["inspect_tflite", "parse_model", "op_name", "decode_text"]
 
 # Tensor dtypes (lower-case TensorType names) that numpy can read directly.
 _NUMPY_DTYPES = frozenset((
@@ -53,7 +53,16 @@ _KERNEL_OPS = {"CONV_2D": (1, 2), "DEPTHWISE_CONV_2D": (1, 2),
                "TRANSPOSE_CONV": (1, 3)}
 
 
-def _op_name(opcode):
+def op_name(opcode):
+  """The name of an `OperatorCode`: `"CONV_2D"`, `"CUSTOM:<name>"`...
+
+  Args:
+    opcode: a `schema_py_generated.OperatorCodeT`.
+
+  Returns:
+    The builtin op's name, `CUSTOM:` and the custom code for a custom op,
+    or `UNKNOWN_<code>` for a code this schema does not know.
+  """
   # Builtin codes above 127 live in `builtinCode`; older files only fill the
   # deprecated int8 field, so the larger of the two is the real code.
   code = max(opcode.builtinCode, opcode.deprecatedBuiltinCode)
@@ -65,7 +74,8 @@ def _op_name(opcode):
   return _OP_NAMES.get(code, f"UNKNOWN_{code}")
 
 
-def _text(value):
+def decode_text(value):
+  """A flatbuffer string field as `str` ("" for None; bytes as UTF-8)."""
   if value is None:
     return ""
   if isinstance(value, bytes):
@@ -99,7 +109,7 @@ def _tensor_detail(tensor, index):
   shape = _array(tensor.shape, np.int64).tolist()
   signature = tensor.shapeSignature
   return {
-      "name": _text(tensor.name),
+      "name": decode_text(tensor.name),
       "index": int(index),
       "dtype": _TENSOR_DTYPES.get(tensor.type, f"type_{tensor.type}"),
       "shape": shape,
@@ -212,7 +222,19 @@ def _fraction(entries):
   return total, nonzero, (nonzero / total if total else None)
 
 
-def _parse(data, name):
+def parse_model(data, name):
+  """Parses verified TFLite bytes into a `schema_py_generated.ModelT`.
+
+  Args:
+    data: the model's bytes, already through `litert.verify_flatbuffer`.
+    name: how to name the model in messages.
+
+  Returns:
+    The parsed model (object API).
+
+  Raises:
+    UserInputError: the bytes are not a TFLite model.
+  """
   if not schema.Model.ModelBufferHasIdentifier(data, 0):
     raise UserInputError(
         f"{name} is not a valid TFLite model (no 'TFL3' file identifier); "
@@ -263,13 +285,13 @@ def inspect_tflite(path_or_bytes, per_tensor=False):
   data, name = litert.read_model_bytes(path_or_bytes)
   # Verify first, so that the parser never follows corrupt offsets.
   litert.verify_flatbuffer(data, name)
-  model = _parse(data, name)
+  model = parse_model(data, name)
   if not model.subgraphs:
     raise UserInputError(f"{name} holds no subgraph; export it again.")
 
   op_counts = collections.Counter()
   names_per_subgraph = []
-  opcodes = [_op_name(code) for code in model.operatorCodes or []]
+  opcodes = [op_name(code) for code in model.operatorCodes or []]
   for subgraph in model.subgraphs:
     names = [opcodes[op.opcodeIndex] if op.opcodeIndex < len(opcodes)
              else f"UNKNOWN_OPCODE_{op.opcodeIndex}"

@@ -9,8 +9,6 @@ LiteRT is reported as a `UserInputError` (see `litert.run_isolated`).
 
 import numpy as np
 
-from tf_compress.analysis.metrics import per_class_accuracy
-
 from tf_compress._keras import check_model
 from tf_compress.errors import UserInputError
 from tf_compress.export import litert
@@ -29,6 +27,25 @@ def _check_labels(y, n):
           f"y must hold integer class labels, got dtype {y.dtype}.")
     y = y.astype(np.int64)
   return y
+
+
+def _per_class_accuracy(predictions, labels, num_classes):
+  """Recall of each class, None for a class without samples.
+
+  The same figures as `tf_compress.analysis.per_class_accuracy` on the
+  scores whose argmax is `predictions`.
+
+  Raises:
+    UserInputError: a label outside `[0, num_classes)`.
+  """
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise UserInputError(
+        f"labels must be in [0, {num_classes}) (the model's outputs), got "
+        f"[{labels.min()}, {labels.max()}].")
+  support = np.bincount(labels, minlength=num_classes)
+  correct = np.bincount(labels[predictions == labels], minlength=num_classes)
+  return [float(correct[c] / support[c]) if support[c] else None
+          for c in range(num_classes)]
 
 
 def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
@@ -85,7 +102,8 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
   else:
     outputs, batched = litert.run_interpreter(interpreter, x,
                                               batch_size=int(batch_size))
-  predictions = np.argmax(outputs.reshape(len(x), -1), axis=-1)
+  scores = outputs.reshape(len(x), -1)
+  predictions = np.argmax(scores, axis=-1)
   result = {
       "num_samples": int(len(x)),
       "tflite_top1": (float(np.mean(predictions == labels))
@@ -101,8 +119,8 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
   }
   if labels is not None:
     # Per class, so that a report can say which classes the export cost.
-    result["per_class_accuracy"] = per_class_accuracy(
-        outputs.reshape(len(x), -1), labels)
+    result["per_class_accuracy"] = _per_class_accuracy(
+        predictions, labels, scores.shape[1])
   if keras_model is not None:
     reference = keras_model.predict(x, batch_size=int(batch_size), verbose=0)
     if isinstance(reference, (list, tuple)):

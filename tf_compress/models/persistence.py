@@ -1,4 +1,11 @@
-"""Saving and loading Keras models, with clear errors and atomic writes."""
+"""Saving and loading Keras models, with clear errors and atomic writes.
+
+`load_tfmot_model` also loads models saved in the middle of compression,
+with tfmot's pruning, clustering or quantization-aware (QAT) wrappers. Save
+QAT models as `.h5`: tfmot 0.8.1's `QuantizeLayer` builds its range
+variables twice when restored from the `.keras` format, which then refuses
+to load.
+"""
 
 import json
 import os
@@ -7,8 +14,10 @@ import zipfile
 
 from tf_compress._keras import check_model, keras
 from tf_compress.errors import ModelError
+from tf_compress.models.graph import clone_with_weights
 
-__all__ = ["load_model", "save_model", "check_model_fits"]
+__all__ = ["load_model", "load_tfmot_model", "save_model",
+           "check_model_fits"]
 
 
 def _keras3_file_error(path, version):
@@ -82,16 +91,48 @@ def load_model(path, custom_objects=None):
   return model
 
 
+def load_tfmot_model(path, custom_objects=None):
+  """Loads a saved model, with or without tfmot training wrappers.
+
+  tfmot's pruning, clustering and quantization-aware (QAT) wrappers are
+  deserialized within tfmot's scopes (tfmot is imported only here).
+
+  Args:
+    path: a `.keras` or `.h5` file or a SavedModel directory; QAT models
+      load only from `.h5` (see the module docstring).
+    custom_objects: optional mapping passed to `keras.models.load_model`.
+
+  Returns:
+    The tf_keras model (compiled when saved compiled).
+
+  Raises:
+    ModelError: the file is missing, corrupt, a Keras 3 model, or a `.keras`
+      QAT file.
+  """
+  # pylint: disable-next=g-import-not-at-top
+  import tensorflow_model_optimization as tfmot
+  try:
+    with tfmot.sparsity.keras.prune_scope(), \
+        tfmot.clustering.keras.cluster_scope(), \
+        tfmot.quantization.keras.quantize_scope():
+      return load_model(path, custom_objects=custom_objects)
+  except ModelError as exc:
+    if str(path).endswith(".keras") and "variables" in str(exc):
+      raise ModelError(
+          f"cannot load the QAT model '{path}': tfmot 0.8.1's QuantizeLayer "
+          "does not restore from the .keras format; save QAT models as .h5 "
+          "(tf_compress.save_model(model, 'model.h5'))") from None
+    raise
+
+
 def _without_optimizer(model, include_optimizer):
   """The model to save: a weight-identical uncompiled copy if asked."""
   if include_optimizer or model.optimizer is None:
     return model
   try:
-    copy = keras.models.clone_model(model)
+    return clone_with_weights(model)
   except (ValueError, TypeError):  # subclassed models cannot be cloned
     return model
-  copy.set_weights(model.get_weights())
-  return copy
 
 
 def save_model(model, path, include_optimizer=True):

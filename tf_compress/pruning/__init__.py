@@ -9,11 +9,11 @@
     export = pruning.strip_pruning(pruned)
 """
 
-from tf_compress.pruning._wrappers import find_pruning_wrappers
-from tf_compress.pruning.callbacks import PruningCallback
-from tf_compress.pruning.config import parse_block_size
-from tf_compress.pruning.config import parse_m_by_n
-from tf_compress.pruning.config import PruningConfig
+from tf_compress.pruning.wrappers import find_pruning_wrappers
+from tf_compress.pruning.pruning_callbacks import PruningCallback
+from tf_compress.pruning.pruning_config import parse_block_size
+from tf_compress.pruning.pruning_config import parse_m_by_n
+from tf_compress.pruning.pruning_config import PruningConfig
 from tf_compress.pruning.global_pruning import global_masks
 from tf_compress.pruning.magnitude import load_pruned_model
 from tf_compress.pruning.magnitude import prune_model
@@ -24,9 +24,9 @@ from tf_compress.pruning.magnitude import takes_blocks
 from tf_compress.pruning.schedules import GlobalSparsity
 from tf_compress.pruning.schedules import make_pruning_schedule
 from tf_compress.pruning.schedules import MbyNSparsity
-from tf_compress.pruning.stats import format_sparsity_table
-from tf_compress.pruning.stats import overall_sparsity
-from tf_compress.pruning.stats import sparsity_table
+from tf_compress.pruning.sparsity_stats import format_sparsity_table
+from tf_compress.pruning.sparsity_stats import overall_sparsity
+from tf_compress.pruning.sparsity_stats import sparsity_table
 from tf_compress.pruning.slicing import channel_scores
 from tf_compress.pruning.slicing import CRITERIA
 from tf_compress.pruning.slicing import mask_channels

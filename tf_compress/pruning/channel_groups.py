@@ -26,8 +26,8 @@ import numpy as np
 
 from tf_compress._keras import keras
 from tf_compress._keras import tf
-from tf_compress.analysis.flops import graph_nodes
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import graph_nodes
 
 __all__ = ["Leaf", "Concat", "Tile", "LayerRole", "ChannelGraph",
            "analyze_channels", "PRODUCERS"]
@@ -359,6 +359,20 @@ def analyze_channels(model):
   return graph
 
 
+def _add_role(graph, layer, kind, in_map, out_map):
+  """Records the channel role of a layer with channel-indexed weights.
+
+  A producer or depthwise layer computes its outputs' channels itself, so
+  an activation of its own that mixes channels fixes them.
+  """
+  if kind != "channelwise":
+    mixing = _mixes_channels(layer)
+    if mixing:
+      graph.fix(out_map, f"{mixing} ({layer.name!r})")
+  graph.roles[layer.name] = LayerRole(layer.name, kind, layer, in_map,
+                                      out_map)
+
+
 def _visit(graph, node, maps, calls):
   """Gives the outputs of `node` their channel maps."""
   layer = node.layer
@@ -370,22 +384,13 @@ def _visit(graph, node, maps, calls):
   if kind in PRODUCERS:
     size = _last_dim(outputs[0])
     out_map = Leaf(graph.new_group(size, None), size)
-    mixing = _mixes_channels(layer)
-    if mixing:
-      graph.fix(out_map, f"{mixing} ({layer.name!r})")
-    graph.roles[layer.name] = LayerRole(layer.name, kind, layer, in_maps[0],
-                                        out_map)
+    _add_role(graph, layer, kind, in_maps[0], out_map)
   elif kind == "depthwise":
     out_map = _multiply(in_maps[0], int(layer.depth_multiplier))
-    mixing = _mixes_channels(layer)
-    if mixing:
-      graph.fix(out_map, f"{mixing} ({layer.name!r})")
-    graph.roles[layer.name] = LayerRole(layer.name, kind, layer, in_maps[0],
-                                        out_map)
+    _add_role(graph, layer, kind, in_maps[0], out_map)
   elif kind == "channelwise":
     out_map = in_maps[0]
-    graph.roles[layer.name] = LayerRole(layer.name, kind, layer, in_maps[0],
-                                        out_map)
+    _add_role(graph, layer, kind, in_maps[0], out_map)
   elif kind == "passthrough":
     out_map = in_maps[0]
   elif kind == "reshape":

@@ -19,15 +19,18 @@ import tensorflow_model_optimization as tfmot
 
 from tf_compress._keras import check_model, keras
 from tf_compress.errors import ModelError, UserInputError
+from tf_compress.models.graph import check_graph_model
+from tf_compress.models.graph import clone_with_weights
+from tf_compress.models.graph import copy_layer
+from tf_compress.models.graph import is_graph_model
+from tf_compress.models.graph import iter_layers
 from tf_compress.models.persistence import load_model
 from tf_compress.pruning import schedules
-from tf_compress.pruning._wrappers import find_pruning_wrappers
-from tf_compress.pruning._wrappers import is_graph_model
-from tf_compress.pruning._wrappers import iter_layers
-from tf_compress.pruning._wrappers import prunable_status
-from tf_compress.pruning._wrappers import prunable_weights
-from tf_compress.pruning._wrappers import PruneLowMagnitude
-from tf_compress.pruning.config import PruningConfig
+from tf_compress.pruning.wrappers import find_pruning_wrappers
+from tf_compress.pruning.wrappers import prunable_status
+from tf_compress.pruning.wrappers import prunable_weights
+from tf_compress.pruning.wrappers import PruneLowMagnitude
+from tf_compress.pruning.pruning_config import PruningConfig
 
 __all__ = ["prune_model", "strip_pruning", "load_pruned_model",
            "pruning_custom_objects", "selected_layers", "takes_blocks"]
@@ -40,12 +43,10 @@ _MAKE_PRUNABLE = (
 
 
 def _check_graph_model(model, what):
-  if not is_graph_model(model):
-    raise ModelError(
-        f"{what} needs a Sequential or Functional model, got the subclassed "
-        f"model {model.name!r} ({type(model).__name__}), whose layers tfmot "
-        "cannot reach: build it with the Functional API, or prune its "
-        "Functional sub-model (e.g. the student) before wrapping it")
+  check_graph_model(
+      model, what, "whose layers tfmot cannot reach: build it with the "
+      "Functional API, or prune its Functional sub-model (e.g. the student) "
+      "before wrapping it")
 
 
 def selected_layers(model, config):
@@ -115,27 +116,6 @@ def takes_blocks(layer):
       w.shape.rank == 2 and min(w.shape) > 1 for w in weights)
 
 
-def _copy_layer(layer):
-  # Keras' default clone rebuilds a nested model from its config, which
-  # needs every custom layer class inside to be registered; cloning layer
-  # by layer uses the classes themselves.
-  if isinstance(layer, keras.Model) and is_graph_model(layer):
-    return keras.models.clone_model(layer, clone_function=_copy_layer)
-  return layer.__class__.from_config(layer.get_config())
-
-
-def _copy_model(model):
-  try:
-    copy = keras.models.clone_model(model, clone_function=_copy_layer)
-  except Exception as exc:  # pylint: disable=broad-except
-    raise ModelError(
-        f"could not copy model {model.name!r} before pruning "
-        f"({type(exc).__name__}: {exc}); every custom layer needs a "
-        "get_config() returning its constructor arguments") from None
-  copy.set_weights(model.get_weights())
-  return copy
-
-
 def prune_model(model, config, steps_per_epoch=None):
   """Returns a copy of `model` whose selected layers tfmot prunes in training.
 
@@ -182,7 +162,7 @@ def prune_model(model, config, steps_per_epoch=None):
   elif config.scope == "global":
     wrap_args = {"pruning_schedule": schedules.GlobalSparsity(schedule)}
 
-  copy = _copy_model(model)
+  copy = clone_with_weights(model, copy_layer, what="pruning")
   layers = [layer for _, layer in selected_layers(copy, config)]
   chosen = {id(layer) for layer in layers}
   blocked = set()
@@ -217,13 +197,13 @@ def strip_pruning(model):
       without any is simply copied).
 
   Returns:
-    A new, uncompiled `keras.Model` with the original layer classes.
+    A new, uncompiled `keras.Model` with the original layer classes, whose
+    pruned weights hold exact zeros.
 
   Raises:
     TypeError: for a Keras 3 model.
     ModelError: for a subclassed model.
   """
-  check_model(model)
   _check_graph_model(model, "strip_pruning")
   masked = {}
   for _, wrapper in find_pruning_wrappers(model):

@@ -13,7 +13,7 @@ from tf_compress._keras import keras
 from tf_compress.pruning.channel_groups import PRODUCERS
 
 __all__ = ["layer_indices", "slice_layer_weights", "channel_masks",
-           "rebuild_model", "clone_with_weights"]
+           "rebuild_model"]
 
 # kind -> [(attribute, [(axis, which)], masked)]. `masked` says whether the
 # weight is zeroed by masking: the moving statistics of BatchNormalization
@@ -108,13 +108,6 @@ def channel_masks(graph, keep):
       if not mask.all():
         masks.append((variable, mask))
   return masks
-
-
-def clone_with_weights(model):
-  """A copy of `model` with new layers and the same weights."""
-  clone = keras.models.clone_model(model)
-  clone.set_weights(model.get_weights())
-  return clone
 
 
 def rebuild_model(model, graph, keep):

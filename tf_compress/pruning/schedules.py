@@ -22,7 +22,7 @@ import tensorflow_model_optimization as tfmot
 
 from tf_compress._keras import keras, register, tf
 from tf_compress.errors import UserInputError
-from tf_compress.pruning.config import PruningConfig
+from tf_compress.pruning.pruning_config import PruningConfig
 
 __all__ = ["make_pruning_schedule", "resolve_steps", "GlobalSparsity",
            "MbyNSparsity", "deserialize_schedule", "last_update_step"]

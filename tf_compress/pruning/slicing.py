@@ -25,6 +25,7 @@ from tf_compress._keras import keras
 from tf_compress.analysis.flops import count_macs
 from tf_compress.analysis.model_stats import count_params
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import clone_with_weights
 from tf_compress.pruning import channel_groups
 from tf_compress.pruning import rebuild
 
@@ -422,7 +423,7 @@ def mask_channels(model, kept):
   """
   check_model(model)
   kept = _kept_dict(kept)
-  clone = rebuild.clone_with_weights(model)
+  clone = clone_with_weights(model)
   graph = channel_groups.analyze_channels(clone)
   keep = keep_from_kept(graph, kept)
   for variable, mask in rebuild.channel_masks(graph, keep):

@@ -16,8 +16,8 @@
     cqat = quantization.cqat_model(stripped)
 """
 
-from tf_compress.quantization.callbacks import FrozenRangeQuantizer
-from tf_compress.quantization.callbacks import QATFreezeCallback
+from tf_compress.quantization.qat_callbacks import FrozenRangeQuantizer
+from tf_compress.quantization.qat_callbacks import QATFreezeCallback
 from tf_compress.quantization.clustering import CLUSTER_INITS
 from tf_compress.quantization.clustering import cluster_model
 from tf_compress.quantization.clustering import find_clustering_wrappers

@@ -29,7 +29,7 @@ from tensorflow_model_optimization.python.core.clustering.keras.experimental imp
 
 from tf_compress._keras import check_model, keras
 from tf_compress.errors import ModelError, UserInputError
-from tf_compress.pruning._wrappers import is_graph_model
+from tf_compress.models.graph import check_graph_model
 from tf_compress.quantization.qat import check_plain_model
 from tf_compress.quantization.qat import copy_model
 from tf_compress.quantization.qat import layer_filter
@@ -187,17 +187,14 @@ def strip_clustering(model):
       model without any is simply copied).
 
   Returns:
-    A new, uncompiled `keras.Model` with the original layer classes.
+    A new, uncompiled `keras.Model` with the original layer classes, each
+    clustered weight holding the centroids its indices point to.
 
   Raises:
     TypeError: for a Keras 3 model.
     ModelError: for a subclassed model.
   """
-  check_model(model)
-  if not is_graph_model(model):
-    raise ModelError(
-        f"strip_clustering needs a Sequential or Functional model, got the "
-        f"subclassed model {model.name!r}")
+  check_graph_model(model, "strip_clustering")
   wrappers = find_clustering_wrappers(model)
   variables = [v for wrapper in wrappers for v in wrapper.variables]
   saved = keras.backend.batch_get_value(variables)

@@ -30,7 +30,7 @@ the preserving quantizer, and its zeros and clusters drifted in training.
 import tensorflow_model_optimization as tfmot
 
 from tf_compress.errors import ModelError
-from tf_compress.pruning.stats import sparsity_table
+from tf_compress.pruning.sparsity_stats import sparsity_table
 from tf_compress.quantization import clustering
 from tf_compress.quantization.qat import apply_scheme
 from tf_compress.quantization.qat import check_plain_model

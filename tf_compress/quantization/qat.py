@@ -46,8 +46,10 @@ from tensorflow_model_optimization.python.core.quantization.keras.quantize_annot
 
 from tf_compress._keras import check_model, keras
 from tf_compress.errors import ModelError, UserInputError
-from tf_compress.models.persistence import load_model
-from tf_compress.pruning._wrappers import is_graph_model
+from tf_compress.models.graph import check_graph_model
+from tf_compress.models.graph import clone_with_weights
+from tf_compress.models.graph import copy_layer
+from tf_compress.models.persistence import load_tfmot_model
 
 __all__ = ["SCHEMES", "quantize_model", "strip_quantization",
            "load_qat_model", "find_quantizers"]
@@ -96,12 +98,8 @@ def check_plain_model(model, what):
     ModelError: the model is subclassed, not built, holds a sub-model, or
       already holds tfmot wrappers.
   """
-  check_model(model)
-  if not is_graph_model(model):
-    raise ModelError(
-        f"{what} needs a Sequential or Functional model, got the subclassed "
-        f"model {model.name!r} ({type(model).__name__}), whose layers tfmot "
-        "cannot reach: build it with the Functional API")
+  check_graph_model(model, what, "whose layers tfmot cannot reach: build it "
+                    "with the Functional API")
   if not model.built or not model.inputs:
     raise ModelError(
         f"model {model.name!r} is not built: give it an Input (or call "
@@ -125,7 +123,7 @@ def _copy_layer(layer):
     return QuantizeAnnotate(_copy_layer(layer.layer),
                             quantize_config=layer.quantize_config,
                             name=layer.name)
-  return layer.__class__.from_config(layer.get_config())
+  return copy_layer(layer)
 
 
 def copy_model(model, what):
@@ -133,17 +131,13 @@ def copy_model(model, what):
 
   Keras' default clone rebuilds layers from their serialized config, which
   needs every custom class to be registered; this uses the classes
-  themselves.
+  themselves (see `tf_compress.models.copy_layer`), and keeps the user's
+  own `QuantizeAnnotate` wrappers.
+
+  Raises:
+    ModelError: the model cannot be copied; the message names `what`.
   """
-  try:
-    copy = keras.models.clone_model(model, clone_function=_copy_layer)
-  except Exception as exc:  # pylint: disable=broad-except
-    raise ModelError(
-        f"could not copy model {model.name!r} before {what} "
-        f"({type(exc).__name__}: {exc}); every custom layer needs a "
-        "get_config() returning its constructor arguments") from None
-  copy.set_weights(model.get_weights())
-  return copy
+  return clone_with_weights(model, _copy_layer, what)
 
 
 def _names(field, value):
@@ -401,11 +395,7 @@ def strip_quantization(model):
     TypeError: for a Keras 3 model.
     ModelError: for a subclassed model.
   """
-  check_model(model)
-  if not is_graph_model(model):
-    raise ModelError(
-        f"strip_quantization needs a Sequential or Functional model, got "
-        f"the subclassed model {model.name!r}")
+  check_graph_model(model, "strip_quantization")
   sources = {}
 
   def unwrap(layer):
@@ -461,6 +451,9 @@ def _float_weights(source, fresh):
 def load_qat_model(path):
   """Loads a QAT model saved with `model.save` or `tf_compress.save_model`.
 
+  The file is read by `tf_compress.models.load_tfmot_model`, so models
+  that also hold pruning or clustering wrappers (PQAT, CQAT) load too.
+
   Args:
     path: an `.h5` file (or a SavedModel directory). tfmot 0.8.1 QAT models
       saved as `.keras` do not load (see the module docstring).
@@ -471,13 +464,4 @@ def load_qat_model(path):
   Raises:
     ModelError: the file is missing or corrupt, or a `.keras` QAT file.
   """
-  try:
-    with tq.quantize_scope():
-      return load_model(path)
-  except ModelError as exc:
-    if str(path).endswith(".keras") and "variables" in str(exc):
-      raise ModelError(
-          f"cannot load the QAT model '{path}': tfmot 0.8.1's QuantizeLayer "
-          "does not restore from the .keras format; save QAT models as .h5 "
-          "(tf_compress.save_model(model, 'model.h5'))") from None
-    raise
+  return load_tfmot_model(path)

@@ -1,0 +1,325 @@
+"""The train command's work: `run(config) -> report`.
+
+Train the baseline, build each enabled method's variant (and the sweeps and
+the `combined` chain) from `pipeline.methods.METHODS`, export and verify
+every variant on LiteRT, benchmark it, and write the report. The
+command-line module only turns flags into a `RunConfig`, so tests and
+notebooks call `run()` directly.
+"""
+
+import os
+import tempfile
+import time
+
+from tf_compress import benchmark as benchmark_lib
+from tf_compress import data as data_lib
+from tf_compress import distribute
+from tf_compress import export as export_lib
+from tf_compress import models as models_lib
+from tf_compress import repro
+from tf_compress._keras import keras
+from tf_compress.analysis import comparison_rows
+from tf_compress.analysis import environment_info
+from tf_compress.analysis import model_stats
+from tf_compress.analysis import per_class_change
+from tf_compress.analysis import write_reports
+from tf_compress.analysis.report_schema import HISTORY_NAME
+from tf_compress.analysis.report_schema import REPORT_NAME
+from tf_compress.analysis.report_schema import REPORT_SCHEMA_VERSION
+from tf_compress.errors import UserInputError
+from tf_compress.io_utils import atomic_write_json
+from tf_compress.pipeline import measures
+from tf_compress.pipeline import methods as methods_lib
+from tf_compress.pipeline.config import RunConfig
+from tf_compress.pipeline.training import BuildContext
+from tf_compress.pipeline.training import build_model_for
+from tf_compress.pipeline.training import class_weights_for
+from tf_compress.pipeline.training import compile_model
+from tf_compress.pipeline.training import history_dict
+
+__all__ = ["run", "prepare_output_dir", "export_variant", "measure_latency",
+           "CALIBRATION_SAMPLES"]
+
+# Calibrating int8 on the whole (small) training split avoids the output
+# clipping seen with fewer samples; capped for large datasets.
+CALIBRATION_SAMPLES = 2000
+
+
+def prepare_output_dir(path):
+  """Creates `path` if needed and checks that files can be written there.
+
+  Raises:
+    UserInputError: naming `--output_dir` when it cannot be written.
+  """
+  path = os.fspath(path)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise UserInputError(f"--output_dir '{path}' exists and is not a "
+                         "directory")
+  try:
+    os.makedirs(path, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+      pass
+  except OSError as exc:
+    raise UserInputError(f"--output_dir '{path}' cannot be written: "
+                         f"{exc.strerror or exc}") from None
+  return path
+
+
+def measure_latency(path, config):
+  """LiteRT latency of one file: `{"cpu": [per thread count], "gpu": ...}`.
+
+  Each measurement runs in a child process (a LiteRT crash cannot take the
+  run down). The GPU entry is `{"available": false, "reason": ...}` where the
+  accelerator cannot be used.
+  """
+  latency_config = config.latency
+  report = benchmark_lib.benchmark_model(
+      path, num_threads=latency_config.threads,
+      num_runs=latency_config.runs, warmup_runs=latency_config.warmup,
+      use_gpu=latency_config.use_gpu, seed=config.fit.seed)
+  latency = {"cpu": [r for r in report["results"] if r["backend"] == "cpu"]}
+  gpu = [r for r in report["results"] if r["backend"] == "gpu"]
+  if gpu:
+    latency["gpu"] = gpu[0]
+  return latency
+
+
+def export_variant(name, model, splits, config, output_dir,
+                   robust_examples=None):
+  """Exports `model` in every configured mode and verifies each file.
+
+  Each file, `<name>_<mode>.tflite`, is run on the test split with the
+  LiteRT interpreter and compared with the Keras model.
+
+  Args:
+    name: the variant's name, the files' prefix.
+    model: the Keras model to export.
+    splits: the `DatasetSplits` (calibration and test data).
+    config: the `RunConfig`.
+    output_dir: where the files go.
+    robust_examples: adversarial test sets already crafted on `model`
+      (`measures.robust_examples`); crafted here when None and needed.
+
+  Returns:
+    A list of report entries: `mode`, `path`, `bytes`, `gzip_bytes`,
+    `tflite_top1`, `agreement`, `max_abs_diff`, plus the flatbuffer's ops,
+    weight dtypes and `nonzero_fraction`.
+  """
+  entries = []
+  calibration = splits.x_train[:CALIBRATION_SAMPLES]
+  for mode in config.export.modes:
+    path = os.path.join(output_dir, f"{name}_{mode}.tflite")
+    info = export_lib.export_tflite(
+        model, path, mode, representative_data=calibration,
+        int8_io=config.export.int8_io and mode == "int8",
+        num_calibration_samples=len(calibration))
+    check = export_lib.verify_tflite(path, splits.x_test, splits.y_test,
+                                     keras_model=model, isolate=False)
+    entry = {"mode": mode, "path": os.path.basename(path)}
+    for key in ("bytes", "gzip_bytes", "nonzero_fraction",
+                "kernel_nonzero_fraction", "ops", "weight_dtypes",
+                "kernel_dtypes", "activation_dtypes"):
+      entry[key] = info.get(key)
+    for key in ("tflite_top1", "agreement", "max_abs_diff", "mean_abs_diff",
+                "input_dtype", "output_dtype"):
+      entry[key] = check.get(key)
+    if config.latency.runs:
+      entry["latency"] = measure_latency(path, config)
+    if config.eval.robust_eval_epsilons:
+      if robust_examples is None:
+        robust_examples = measures.robust_examples(model, splits, config)
+      entry["robust_accuracy"] = measures.robustness_report(
+          model, splits, config, tflite_path=path, examples=robust_examples)
+    entry["per_class_accuracy"] = check.get("per_class_accuracy")
+    entries.append(entry)
+  return entries
+
+
+def _record_variant(name, model, splits, config, output_dir, extra):
+  """Saves `model` as `<name>.keras` and returns its report entry."""
+  model_path = os.path.join(output_dir, f"{name}.keras")
+  if model.optimizer is None:
+    compile_model(model, config)
+  models_lib.save_model(model, model_path, include_optimizer=False)
+  entry = {"name": name}
+  entry.update(measures.evaluate_model(model, splits,
+                                       top_k=config.eval.top_k))
+  entry.update(model_stats(model, saved_path=model_path))
+  entry["model_path"] = os.path.basename(model_path)
+  entry.update(extra)
+  examples = None
+  if config.eval.robust_eval_epsilons:
+    # Crafted once, attacked through the Keras model and every export.
+    examples = measures.robust_examples(model, splits, config)
+    entry["robust_accuracy"] = measures.robustness_report(
+        model, splits, config, examples=examples)
+  entry["tflite"] = export_variant(name, model, splits, config, output_dir,
+                                   robust_examples=examples)
+  for export in entry["tflite"]:
+    if export.get("per_class_accuracy") is not None:
+      # Who pays for the conversion: the export against its Keras model.
+      export["per_class_change"] = per_class_change(
+          entry["per_class_accuracy"], export["per_class_accuracy"])
+  return entry
+
+
+def _sweep_row(level, entry):
+  """One point of a params-vs-accuracy curve."""
+  p50 = {}
+  for export in entry["tflite"]:
+    cpu = (export.get("latency") or {}).get("cpu") or []
+    p50[export["mode"]] = cpu[0].get("p50_ms") if cpu else None
+  return {
+      "level": level, "variant": entry["name"], "params": entry["params"],
+      "nonzero_params": entry["nonzero_params"],
+      "sparsity": entry.get("sparsity", {}).get("overall"),
+      "macs": entry.get("macs"), "top1": entry["top1"],
+      "topk": entry["topk"], "top_k": entry["top_k"],
+      "balanced_accuracy": entry["balanced_accuracy"],
+      "macro_f1": entry["macro_f1"],
+      "gzip_bytes": {e["mode"]: e["gzip_bytes"] for e in entry["tflite"]},
+      "p50_ms": p50,
+  }
+
+
+def _variant_jobs(config):
+  """`(name, build, config, sweep)` per variant: methods, combined, sweeps.
+
+  `build` is None for a sweep level that an earlier variant already trained;
+  `sweep` is `(key, level)` for sweep levels, else None.
+  """
+  jobs = [(m.name, m.build, config, None)
+          for m in methods_lib.enabled_methods(config)]
+  if config.combine:
+    jobs.append((methods_lib.COMBINED_NAME, methods_lib.build_combined,
+                 config, None))
+  for entry, name, level, level_config, trained in methods_lib.sweep_jobs(
+      config):
+    jobs.append((name, None if trained else entry.build, level_config,
+                 (entry.sweep.key, level)))
+  return jobs
+
+
+def _set_up(config):
+  """Output directory, devices, seeds; returns the output directory."""
+  output_dir = prepare_output_dir(config.output_dir)
+  if config.fit.strategy == "mirrored":
+    distribute.configure_logical_cpus(config.fit.num_cpu_devices)
+  keras.backend.clear_session()
+  repro.set_seed(config.fit.seed)
+  if config.fit.deterministic:
+    repro.enable_determinism()
+  return output_dir
+
+
+def run(config: RunConfig, argv=None):
+  """Trains the baseline and the configured compressed variants.
+
+  The baseline is trained first; each enabled method's variant starts from
+  it (see `pipeline.methods`). Every variant is evaluated on the test split,
+  exported and verified. Writes into `config.output_dir`, each file
+  atomically: `report.json`, `<variant>.keras`, the `.tflite` exports,
+  `history.json`, and the results report: `report.html`, `report.md` and the
+  plots (see `tf_compress.analysis.write_reports`).
+
+  Args:
+    config: the `RunConfig`.
+    argv: the command line, recorded in the report for re-running.
+
+  Returns:
+    The report, as written to `report.json`.
+
+  Raises:
+    UserInputError: bad dataset, model or output directory.
+  """
+  output_dir = _set_up(config)
+  fit = config.fit
+  data = config.data
+  splits = data_lib.load_dataset(
+      data.dataset, validation_fraction=data.validation_fraction,
+      test_fraction=data.test_fraction, normalization=data.normalization,
+      image_size=data.image_size, seed=fit.seed)
+  analysis = splits.analyze()
+
+  strategy = distribute.make_strategy(fit.strategy, fit.num_cpu_devices)
+  with strategy.scope():
+    model = build_model_for(config, splits)
+    compile_model(model, config)
+
+  validation = splits.validation(fit.batch_size) if splits.num_val else None
+  started = time.perf_counter()
+  history = model.fit(
+      splits.train(fit.batch_size, seed=fit.seed),
+      validation_data=validation, epochs=fit.epochs,
+      class_weight=class_weights_for(config, splits), verbose=fit.verbose)
+  timing = {"baseline_train_seconds": round(time.perf_counter() - started, 3)}
+  histories = {"baseline": history_dict(history)}
+  history_path = os.path.join(output_dir, HISTORY_NAME)
+  atomic_write_json(history_path, histories)
+
+  baseline_extra = {"sparsity": measures.sparsity_report(model)}
+  baseline_extra.update(measures.macs_report(model))
+  entries = [_record_variant("baseline", model, splits, config, output_dir,
+                             baseline_extra)]
+  # In memory for the weight histograms: a QAT .keras file does not reload.
+  models = {"baseline": model}
+  sweeps = {}
+  for name, build, variant_config, sweep in _variant_jobs(config):
+    if build is None:
+      entry = next(e for e in entries if e["name"] == name)
+      sweeps.setdefault(sweep[0], []).append(_sweep_row(sweep[1], entry))
+      continue
+    ctx = BuildContext(
+        config=variant_config, splits=splits, strategy=strategy,
+        compile_fn=lambda m, c=variant_config: compile_model(m, c))
+    started = time.perf_counter()
+    result = build(model, ctx)
+    timing[f"{name}_train_seconds"] = round(time.perf_counter() - started, 3)
+    histories[name] = result.history
+    atomic_write_json(history_path, histories)
+    entry = _record_variant(name, result.model, splits, variant_config,
+                            output_dir, result.extra)
+    entry["per_class_change"] = per_class_change(
+        entries[0]["per_class_accuracy"], entry["per_class_accuracy"])
+    entries.append(entry)
+    models[name] = result.model
+    if sweep is not None:
+      sweeps.setdefault(sweep[0], []).append(_sweep_row(sweep[1], entry))
+
+  # write_reports draws these curves, under these names, with the rest.
+  plots = {"baseline": "training_curves.png"}
+  for name, variant_history in histories.items():
+    if name != "baseline" and variant_history:
+      plots[name] = f"training_curves_{name}.png"
+  report = {
+      "schema_version": REPORT_SCHEMA_VERSION,
+      "dataset": analysis,
+      "variants": entries,
+      "comparison": comparison_rows(entries),
+      "headline_metrics": measures.headline_metrics(config, analysis),
+      "sweeps": sweeps,
+      "history": histories,
+      "config": config.to_dict(),
+      "command": list(argv) if argv is not None else None,
+      "environment": environment_info(fit.seed, fit.deterministic),
+      "artifacts": {
+          "report": REPORT_NAME,
+          "history": HISTORY_NAME,
+          "training_curves": "training_curves.png",
+          "training_curves_per_variant": plots,
+          "models": {e["name"]: e["model_path"] for e in entries},
+      },
+      "timing": timing,
+  }
+  report_path = os.path.join(output_dir, REPORT_NAME)
+  # report.json first: the results are safe even if a plot fails.
+  atomic_write_json(report_path, report)
+  started = time.perf_counter()
+  written = write_reports(report, output_dir, models=models)
+  report["artifacts"]["report_html"] = written["html"]
+  report["artifacts"]["report_md"] = written["markdown"]
+  report["artifacts"]["plots"] = written["plots"]
+  report["timing"]["reports_seconds"] = round(
+      time.perf_counter() - started, 3)
+  atomic_write_json(report_path, report)
+  return report
