@@ -187,10 +187,15 @@ def test_unconvertible_layer_names_op_and_layer():
   assert "\n" not in message
 
 
-def test_keras3_model_is_refused():
+def test_keras3_model_converts_and_anything_else_is_refused():
   model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-  with pytest.raises(TypeError, match="Keras 3"):
-    export.convert_to_tflite(model, "float32")
+  data = export.convert_to_tflite(model, "float32")
+  assert export.inspect_tflite(data)["kernel_dtypes"] == {"float32": 1}
+  x = np.random.RandomState(0).rand(8, 4).astype("float32")
+  check = export.verify_tflite(data, x, keras_model=model, isolate=False)
+  assert check["max_abs_diff"] < 1e-5
+  with pytest.raises(TypeError, match="tf_keras Model"):
+    export.convert_to_tflite(object(), "float32")
 
 
 def _weights(model):

@@ -314,16 +314,17 @@ def test_bad_arguments():
     pruning.load_pruned_model("/nonexistent/pruned.keras")
 
 
-@pytest.mark.parametrize("func", [
-    lambda m: pruning.prune_model(m, pruning.PruningConfig(
-        target_sparsity=0.5)),
-    pruning.strip_pruning,
-    pruning.sparsity_table,
-], ids=["prune_model", "strip_pruning", "sparsity_table"])
-def test_keras3_model_type_error(func):
+def test_keras3_model_goes_to_the_native_engine():
   model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
-  with pytest.raises(TypeError, match="Keras 3"):
-    func(model)
+  assert pruning.sparsity_table(model) == []  # no zeros yet
+  pruned = pruning.prune_model(model, pruning.PruningConfig(
+      target_sparsity=0.5))
+  assert isinstance(pruned, keras3.Model) and pruned is not model
+  assert isinstance(pruning.find_pruner(pruned), pruning.Keras3Pruner)
+  assert pruning.find_pruner(model) is None  # the caller's copy is untouched
+  stripped = pruning.strip_pruning(pruned)
+  assert isinstance(stripped, keras3.Model)
+  assert stripped.layers[-1].kernel.constraint is None
 
 
 def test_predictions_identical_before_training(baseline, digits):

@@ -86,8 +86,14 @@ def test_nested_names():
   assert all(r["zeros"] == 0 for r in pruning.sparsity_table(pruned))
 
 
-def test_keras3_refused():
+def test_keras3_model_counted_by_the_native_engine():
   import keras as keras3  # pylint: disable=g-import-not-at-top
-  with pytest.raises(TypeError, match="Keras 3"):
-    pruning.overall_sparsity(
-        keras3.Sequential([keras3.Input((2,)), keras3.layers.Dense(1)]))
+  model = keras3.Sequential([keras3.Input((2,)),
+                             keras3.layers.Dense(4, name="dense")])
+  assert pruning.overall_sparsity(model) == 0.0
+  kernel = model.layers[0].kernel
+  values = keras3.ops.convert_to_numpy(kernel)
+  values.reshape(-1)[:6] = 0.0
+  kernel.assign(values)
+  assert pruning.sparsity_table(model) == [
+      {"layer": "dense", "weights": 8, "zeros": 6, "sparsity": 0.75}]

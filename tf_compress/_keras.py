@@ -67,7 +67,8 @@ def register(obj):
   return keras.utils.register_keras_serializable(package=PACKAGE)(obj)
 
 
-def _is_keras3_object(obj):
+def is_keras3_object(obj):
+  """True for an object of Keras 3 (`import keras`), not tf_keras."""
   module = type(obj).__module__ or ""
   if module.startswith("keras.") or module == "keras":
     return True
@@ -92,7 +93,7 @@ def check_model(model, argument="model"):
   """
   if isinstance(model, keras.Model):
     return model
-  if _is_keras3_object(model):
+  if is_keras3_object(model):
     raise TypeError(
         f"`{argument}` is a Keras 3 model ({type(model).__module__}."
         f"{type(model).__name__}), but {KERAS3_ADVICE} An existing Keras 3 "
@@ -106,7 +107,7 @@ def check_layer(layer, argument="layer"):
   """Raises `TypeError` unless `layer` is a tf_keras layer."""
   if isinstance(layer, keras.layers.Layer):
     return layer
-  if _is_keras3_object(layer):
+  if is_keras3_object(layer):
     raise TypeError(
         f"`{argument}` is a Keras 3 layer ({type(layer).__name__}), but "
         f"{KERAS3_ADVICE}")
@@ -115,4 +116,5 @@ def check_layer(layer, argument="layer"):
 
 
 __all__ = ["keras", "tf", "register", "check_model", "check_layer",
+           "is_keras3_object",
            "tf_keras_is_default", "KERAS3_ADVICE"]

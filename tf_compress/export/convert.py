@@ -32,9 +32,10 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tf_compress import io_utils
-from tf_compress._keras import check_model, keras, tf
+from tf_compress._keras import check_model, is_keras3_object, keras, tf
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.export import flatbuffer
+from tf_compress.export import keras3_convert
 
 __all__ = ["EXPORT_MODES", "convert_to_tflite", "export_tflite"]
 
@@ -264,12 +265,14 @@ def _conversion_error(model, mode, error):
 
 def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
                       num_calibration_samples=200, verbose=False):
-  """Converts a tf_keras model into a TFLite flatbuffer.
+  """Converts a tf_keras or Keras 3 model into a TFLite flatbuffer.
 
   Args:
-    model: a tf_keras model; tfmot pruning and clustering wrappers are
-      stripped first, QAT models are converted as they are. It is not
-      modified.
+    model: a tf_keras model (tfmot pruning and clustering wrappers are
+      stripped first, QAT models are converted as they are), or a Keras 3
+      Sequential/Functional model (TensorFlow backend; converted through a
+      SavedModel, see `keras3_convert`; a model pruned by the native engine
+      needs no stripping). It is not modified.
     mode: one of `EXPORT_MODES`.
     representative_data: training inputs for calibration (`int8` and
       `int16x8`): a numpy array of samples, or a tf.data dataset of inputs or
@@ -283,14 +286,16 @@ def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
     The TFLite model as bytes.
 
   Raises:
-    TypeError: for a Keras 3 model, or anything but a tf_keras model.
+    TypeError: for anything but a tf_keras or Keras 3 model.
     UserInputError: for an unknown mode, calibrated modes without
       representative data, `int8_io` outside the `int8` mode, or
       representative data of the wrong shape.
     ModelError: if the converter fails; the message names the op and the
       layer it could not convert.
   """
-  check_model(model)
+  keras3 = is_keras3_object(model)
+  if not keras3:
+    check_model(model)
   if mode not in EXPORT_MODES:
     raise UserInputError(
         f"unknown TFLite export mode {mode!r}; choose one of "
@@ -320,10 +325,16 @@ def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
           "inputs), or use mode='dynamic' which needs none.")
     samples = _calibration_samples(model, representative_data,
                                    int(num_calibration_samples))
-  with _quiet_converter(verbose):
+  if keras3:
+    keras3_convert.keras3_input_shapes(model)  # subclassed: a clear error
+  with _quiet_converter(verbose), tempfile.TemporaryDirectory(
+      prefix="tf_compress_export_") as workdir:
     try:
-      converter = tf.lite.TFLiteConverter.from_keras_model(
-          _strip_wrappers(model))
+      if keras3:
+        converter = keras3_convert.keras3_converter(model, workdir)
+      else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(
+            _strip_wrappers(model))
       _configure(converter, mode, samples, int8_io, qat)
       return converter.convert()
     except Exception as e:  # pylint: disable=broad-except
@@ -354,7 +365,8 @@ def export_tflite(model, path, mode, **kwargs):
       UserInputError if `path` cannot be written.
     OSError: if writing fails part-way.
   """
-  check_model(model)
+  if not is_keras3_object(model):
+    check_model(model)
   io_utils.check_writable_file(path, "TFLite output file")
   data = convert_to_tflite(model, mode, **kwargs)
   io_utils.atomic_write_bytes(path, data)

@@ -10,6 +10,7 @@ LiteRT is reported as a `UserInputError` (see `litert.run_isolated`).
 import numpy as np
 
 from tf_compress._keras import check_model
+from tf_compress._keras import is_keras3_object
 from tf_compress.errors import UserInputError
 from tf_compress.export import litert
 
@@ -59,7 +60,7 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
       For int8-input models they are quantized with the input's scale and
       zero point, `round(x / scale + zero_point)` clipped to int8.
     y: integer class labels for `tflite_top1`, or None.
-    keras_model: the tf_keras model the file was exported from, for
+    keras_model: the tf_keras or Keras 3 model the file was exported from, for
       `agreement` and `max_abs_diff`, or None.
     batch_size: samples per interpreter invocation (the input tensor is
       resized; models that refuse that run one sample at a time).
@@ -78,12 +79,12 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
     without `keras_model`; `input_dtype`, `output_dtype` and `batched`.
 
   Raises:
-    TypeError: if `keras_model` is a Keras 3 model.
+    TypeError: if `keras_model` is not a Keras model.
     UserInputError: if the file is missing, corrupt or truncated (including
       files that crash LiteRT, with `isolate`), or the inputs, labels or
       Keras model do not fit the TFLite model.
   """
-  if keras_model is not None:
+  if keras_model is not None and not is_keras3_object(keras_model):
     check_model(keras_model, "keras_model")
   if (isinstance(batch_size, bool) or
       not isinstance(batch_size, (int, np.integer)) or batch_size < 1):

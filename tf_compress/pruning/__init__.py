@@ -1,4 +1,8 @@
-"""Pruning: magnitude pruning built on tfmot, with global scope and M:N.
+"""Pruning: magnitude pruning (tfmot for tf_keras, native for Keras 3), slicing.
+
+The engine follows the model: a tf_keras model is pruned with tfmot's
+wrappers, a Keras 3 model with our own masks (`keras3_pruning`), through the
+same functions and the same `PruningCallback`.
 
     from tf_compress import pruning
 
@@ -15,6 +19,8 @@ from tf_compress.pruning.pruning_config import parse_block_size
 from tf_compress.pruning.pruning_config import parse_m_by_n
 from tf_compress.pruning.pruning_config import PruningConfig
 from tf_compress.pruning.global_pruning import global_masks
+from tf_compress.pruning.keras3_pruning import find_pruner
+from tf_compress.pruning.keras3_pruning import Keras3Pruner
 from tf_compress.pruning.magnitude import load_pruned_model
 from tf_compress.pruning.magnitude import prune_model
 from tf_compress.pruning.magnitude import pruning_custom_objects
@@ -43,6 +49,8 @@ __all__ = [
     "MbyNSparsity", "overall_sparsity", "parse_m_by_n", "prune_model",
     "PruningCallback", "PruningConfig", "pruning_custom_objects",
     "selected_layers", "sparsity_table", "strip_pruning",
+    # Magnitude pruning of Keras 3 models (native).
+    "find_pruner", "Keras3Pruner",
     # Structured slicing.
     "channel_scores", "CRITERIA", "mask_channels", "slice_masked_model",
     "slice_model", "SliceResult", "SlicingCallback",

@@ -17,7 +17,7 @@ import re
 
 import tensorflow_model_optimization as tfmot
 
-from tf_compress._keras import check_model, keras
+from tf_compress._keras import check_model, is_keras3_object, keras
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.models.graph import check_graph_model
 from tf_compress.models.graph import clone_with_weights
@@ -25,6 +25,7 @@ from tf_compress.models.graph import copy_layer
 from tf_compress.models.graph import is_graph_model
 from tf_compress.models.graph import iter_layers
 from tf_compress.models.persistence import load_model
+from tf_compress.pruning import keras3_pruning
 from tf_compress.pruning import schedules
 from tf_compress.pruning.wrappers import find_pruning_wrappers
 from tf_compress.pruning.wrappers import prunable_status
@@ -117,30 +118,36 @@ def takes_blocks(layer):
 
 
 def prune_model(model, config, steps_per_epoch=None):
-  """Returns a copy of `model` whose selected layers tfmot prunes in training.
+  """Returns the model to train with magnitude pruning of its selected layers.
 
-  The caller's model and its weights are never changed. Compile the result
-  and train it with `PruningCallback` (which also does tfmot's
-  `UpdatePruningStep` job).
+  The engine follows the model's type. A tf_keras model gets tfmot's
+  wrappers on a copy; the caller's model and its weights are never changed.
+  A Keras 3 model gets the native engine (`keras3_pruning`): a Sequential or
+  Functional one is copied, a subclassed one is instrumented in place. In
+  both cases compile the result and train it with `PruningCallback`.
 
   Args:
     model: a built tf_keras Sequential or Functional model (nested
-      Sequential/Functional sub-models are pruned too).
+      Sequential/Functional sub-models are pruned too), or any built Keras 3
+      model (subclassed and nested ones included).
     config: a `PruningConfig`.
     steps_per_epoch: training steps per epoch, needed when the config's
       begin or end is in epochs.
 
   Returns:
-    A new, uncompiled `keras.Model` with `PruneLowMagnitude` wrappers. With
-    `config.block_size` other than (1, 1), the wrappers of layers with 2-D
-    kernels (see `takes_blocks`) prune in blocks, the others unstructured.
+    tf_keras: a new, uncompiled `keras.Model` with `PruneLowMagnitude`
+    wrappers. With `config.block_size` other than (1, 1), the wrappers of
+    layers with 2-D kernels (see `takes_blocks`) prune in blocks, the others
+    unstructured. Keras 3: the instrumented copy, or the subclassed model
+    itself.
 
   Raises:
-    TypeError: for a Keras 3 model.
-    ModelError: the model is subclassed or not built, or a selected layer
-      cannot be pruned.
+    ModelError: a tf_keras model is subclassed, the model is not built, or
+      a selected layer cannot be pruned.
     UserInputError: a bad config or steps_per_epoch.
   """
+  if is_keras3_object(model):
+    return keras3_pruning.prune_keras3_model(model, config, steps_per_epoch)
   check_model(model)
   if not isinstance(config, PruningConfig):
     raise UserInputError(
@@ -187,6 +194,9 @@ def prune_model(model, config, steps_per_epoch=None):
 def strip_pruning(model):
   """Returns a plain Keras copy of a pruned model, for export.
 
+  A Keras 3 model goes to `keras3_pruning.strip_keras3_pruning` (a copy of
+  a graph model; a subclassed one is stripped in place).
+
   tfmot's `strip_pruning` removes the wrappers; the result is then copied
   again with each kernel multiplied by its mask, so it shares no layer or
   variable with `model` and its zeros are exact whatever step training
@@ -204,6 +214,8 @@ def strip_pruning(model):
     TypeError: for a Keras 3 model.
     ModelError: for a subclassed model.
   """
+  if is_keras3_object(model):
+    return keras3_pruning.strip_keras3_pruning(model)
   _check_graph_model(model, "strip_pruning")
   masked = {}
   for _, wrapper in find_pruning_wrappers(model):

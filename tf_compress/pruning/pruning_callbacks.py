@@ -24,8 +24,10 @@ import os
 
 import tensorflow_model_optimization as tfmot
 
+from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras, register, tf
 from tf_compress.errors import ModelError, UserInputError
+from tf_compress.pruning import keras3_pruning
 from tf_compress.pruning import schedules
 from tf_compress.pruning.wrappers import find_pruning_wrappers
 from tf_compress.pruning.global_pruning import apply_global_masks
@@ -95,8 +97,18 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     self._groups = []
     self._last_steps = {}
     self._writer = None
+    self._driver = None
+    # Keras 3: batch-end hooks may run asynchronously (this callback's do
+    # nothing; its mask updates run in the synchronous batch-begin hook).
+    self.async_safe = True
 
   def set_model(self, model):
+    if is_keras3_object(model):
+      # The Keras 3 engine: masks kept by keras3_pruning, no tfmot.
+      self.model = model
+      self._driver = keras3_pruning.Keras3PruningDriver(model)
+      return
+    self._driver = None
     super().set_model(model)
     self._wrappers = find_pruning_wrappers(model)
     if not self._wrappers:
@@ -107,6 +119,10 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     self._groups = global_groups(self._wrappers)
 
   def on_train_begin(self, logs=None):
+    if self._driver is not None:
+      self._driver.on_train_begin()
+      self._open_writer()
+      return
     # tfmot's job: a fresh wrapper's step is -1 and must start at 0; a
     # restored one keeps its count.
     steps = K.batch_get_value([w.pruning_step for w in self.prunable_layers])
@@ -114,6 +130,9 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
                        for w, s in zip(self.prunable_layers, steps) if s < 0])
     # Read lazily at the first batch, after BackupAndRestore has restored.
     self._last_steps = {}
+    self._open_writer()
+
+  def _open_writer(self):
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(
           os.path.join(self.log_dir, "pruning"))
@@ -126,14 +145,25 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     # only global groups need work between steps. Without batch hooks Keras
     # skips its per-batch callback machinery: that is most of this
     # callback's step-time overhead on small models.
-    return bool(self._groups)
+    return self._driver is not None or bool(self._groups)
+
+  def on_epoch_begin(self, epoch, logs=None):
+    if self._driver is not None:
+      self._driver.on_epoch_begin()
+      return
+    super().on_epoch_begin(epoch, logs)
 
   def on_train_batch_begin(self, batch, logs=None):
+    if self._driver is not None:
+      self._driver.on_train_batch_begin()
+      return
     for index, (_, members) in enumerate(self._groups):
       if index not in self._last_steps:
         self._last_steps[index] = self._group_step(members)
 
   def on_train_batch_end(self, batch, logs=None):
+    if self._driver is not None:
+      return
     for index, (schedule, members) in enumerate(self._groups):
       step = self._group_step(members)
       due = schedules.last_update_step(
@@ -143,8 +173,11 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
       self._last_steps[index] = step
 
   def on_epoch_end(self, epoch, logs=None):
-    super().on_epoch_end(epoch, logs)  # tfmot: weights = weights * mask
-    rows = wrapper_rows(self._wrappers)
+    if self._driver is not None:
+      rows = self._driver.rows()
+    else:
+      super().on_epoch_end(epoch, logs)  # tfmot: weights = weights * mask
+      rows = wrapper_rows(self._wrappers)
     overall = overall_sparsity(rows)
     if logs is not None:
       logs["sparsity"] = overall
@@ -159,8 +192,10 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
 
   def on_train_end(self, logs=None):
     # Training may stop mid-epoch (`stop_training`, a step limit): leave
-    # the kernels masked for saving or stripping.
-    super().on_epoch_end(0)
+    # the kernels masked for saving or stripping (the Keras 3 engine's
+    # constraint keeps them masked after every step).
+    if self._driver is None:
+      super().on_epoch_end(0)
     if self._writer is not None:
       self._writer.close()
       self._writer = None

@@ -10,7 +10,9 @@ kernels practically never hold an exact 0.0.
 import numpy as np
 
 from tf_compress._keras import check_model, keras
+from tf_compress._keras import is_keras3_object
 from tf_compress.models.graph import iter_layers
+from tf_compress.pruning.keras3_pruning import keras3_sparsity_rows
 from tf_compress.pruning.wrappers import find_pruning_wrappers
 from tf_compress.pruning.wrappers import prunable_weights
 
@@ -48,9 +50,11 @@ def sparsity_table(model):
     `weights` (prunable weights in the layer), `zeros` and `sparsity`, in
     model order.
 
-  Raises:
-    TypeError: for a Keras 3 model.
+  A Keras 3 model being pruned lists its pruned layers (see
+  `keras3_pruning`).
   """
+  if is_keras3_object(model):
+    return keras3_sparsity_rows(model)
   check_model(model)
   wrappers = find_pruning_wrappers(model)
   if wrappers:
@@ -75,8 +79,6 @@ def overall_sparsity(model_or_rows):
   Returns:
     A float in [0, 1]; 0.0 when nothing is pruned.
 
-  Raises:
-    TypeError: for a Keras 3 model.
   """
   rows = model_or_rows
   if not isinstance(model_or_rows, (list, tuple)):
