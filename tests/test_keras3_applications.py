@@ -1,0 +1,35 @@
+"""A real Keras 3 architecture through the native engine: MobileNetV2."""
+
+import keras
+import numpy as np
+import pytest
+
+from tf_compress import export
+from tf_compress import pruning
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
+  keras.utils.set_random_seed(0)
+  model = keras.applications.MobileNetV2(
+      input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+  rng = np.random.RandomState(0)
+  x = rng.rand(32, 96, 96, 3).astype("float32")
+  y = rng.randint(0, 10, 32)
+  pruned = pruning.prune_model(model, pruning.PruningConfig(
+      target_sparsity=0.5, frequency=1), steps_per_epoch=2)
+  pruned.compile("adam", "sparse_categorical_crossentropy")
+  pruned.fit(x, y, batch_size=16, epochs=1, verbose=0,
+             callbacks=[pruning.PruningCallback()])
+  targets = pruning.find_pruner(pruned).targets
+  assert len(targets) == 53  # 35 conv, 17 depthwise, 1 dense kernel
+  kinds = {type(layer).__name__ for _, layer, _, _, _ in targets}
+  assert kinds == {"Conv2D", "DepthwiseConv2D", "Dense"}
+  assert pruning.overall_sparsity(pruning.sparsity_table(pruned)) == (
+      pytest.approx(0.5, abs=0.01))
+  info = export.export_tflite(pruned, tmp_path / "mnv2_int8.tflite", "int8",
+                              representative_data=x)
+  assert info["kernel_dtypes"] == {"int8": 53}
+  assert info["kernel_nonzero_fraction"] == pytest.approx(0.5, abs=0.01)
+  assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(
+      info["ops"])
