@@ -10,9 +10,12 @@ median epoch time of the Keras 3 pruning `fit` (with `PruningCallback`) over
 plain `fit` of the same Keras 3 model, after a warm-up epoch.
 
 Also the gzip size of the pruned models' int8 files (each engine's export
-path). The QAT rows come with the Keras 3 QAT engine (issue "Keras 3 first",
-part 1) and print "not measured" until then. Targets: top-1 within 0.5 pt
-of tfmot; pruning step time <= 1.15x; int8 gzip size within 5%.
+path), and QAT: each engine makes the baseline quantization-aware, fine-tunes
+it for 2 epochs and exports it to int8 without calibration data; the LiteRT
+top-1 of the two files is compared, and the Keras 3 QAT `fit` is timed over
+plain `fit` like pruning. Targets: top-1 within 0.5 pt of tfmot; pruning
+step time <= 1.15x; QAT step time <= 1.6x; int8 gzip size within 5%. The
+CPU's instruction-set flags are printed with the timings.
 """
 
 import argparse
@@ -25,8 +28,40 @@ import numpy as np
 import tf_compress as tfc
 from tf_compress import export
 from tf_compress import pruning
+from tf_compress import quantization
 
-EPOCHS, FINETUNE = 16, 6
+EPOCHS, FINETUNE, QAT_EPOCHS = 16, 6, 2
+_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_flags():
+  """The CPU model and its int8-relevant instruction-set flags."""
+  model, flags = "unknown", set()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name") and model == "unknown":
+          model = line.split(":", 1)[1].strip()
+        elif line.startswith("flags"):
+          flags = set(line.split(":", 1)[1].split())
+  except OSError:
+    pass
+  return model, [flag for flag in _FLAGS if flag in flags]
+
+
+def _timed_ratio(make_plain, make_other, x, y, epochs, extra, rounds=3):
+  """Median epoch time of `make_other()` over plain, alternating rounds."""
+  plain, other = make_plain(), make_other()
+  plain_times, other_times = [], []
+  for _ in range(rounds):
+    for model, times, callbacks in ((plain, plain_times, []),
+                                    (other, other_times, extra())):
+      timer = _EpochTimer()
+      model.fit(x, y, batch_size=32, epochs=epochs + 1, verbose=0,
+                callbacks=callbacks + [timer])
+      times.extend(timer.seconds[1:])  # drop each round's warm-up epoch
+  return (statistics.median(plain_times), statistics.median(other_times),
+          len(plain_times))
 
 
 class _EpochTimer(keras.callbacks.Callback):
@@ -130,37 +165,59 @@ def main():
                f"{k3_check['tflite_top1']:.4f}), tfmot {tf_gzip} B",
                "within 5%"))
 
-  # Step time on Keras 3: pruning fit over plain fit, same model size,
-  # timed in alternating rounds (the machine is noisy).
-  plain = _compile(keras3_cnn(splits.input_shape, splits.num_classes), keras)
-  timed = keras3_cnn(splits.input_shape, splits.num_classes)
-  rounds = 3
-  timed = _compile(pruning.prune_model(timed, pruning.PruningConfig(
-      target_sparsity=0.8, schedule="polynomial",
-      end_epoch=rounds * (args.timing_epochs + 1), frequency=10), steps),
-                   keras)
-  plain_times, pruned_times = [], []
-  for _ in range(rounds):
-    for model, times, extra in ((plain, plain_times, []),
-                                (timed, pruned_times,
-                                 [pruning.PruningCallback()])):
-      timer = _EpochTimer()
-      model.fit(x, y, batch_size=32, epochs=args.timing_epochs + 1,
-                verbose=0, callbacks=extra + [timer])
-      times.extend(timer.seconds[1:])  # drop each round's warm-up epoch
-  plain_s = statistics.median(plain_times)
-  pruned_s = statistics.median(pruned_times)
-  rows.append(("pruning step time over plain fit (Keras 3)",
-               f"{pruned_s / plain_s:.2f}x",
-               f"{1000 * pruned_s / steps:.2f} ms vs "
-               f"{1000 * plain_s / steps:.2f} ms per step, median of "
-               f"{len(plain_times)} epochs each", "<= 1.15x"))
-  for name, target in (
-      ("QAT int8 LiteRT top-1, Keras 3 vs tfmot", "within 0.5 pt"),
-      ("QAT step time over plain fit (Keras 3)", "<= 1.6x")):
-    rows.append((name, "not measured", "Keras 3 QAT engine not built yet",
-                 target))
+  # QAT: each engine, from the same float weights, 2 epochs, int8 export
+  # from the fake-quant ranges (no calibration data).
+  tf_qat = _compile(quantization.quantize_model(baseline), tfc.keras)
+  tf_qat.fit(splits.train(32, seed=args.seed + 2), epochs=QAT_EPOCHS,
+             verbose=0)
+  k3_float = keras3_cnn(splits.input_shape, splits.num_classes)
+  k3_float.set_weights(baseline.get_weights())
+  k3_qat = _compile(quantization.quantize_model(k3_float), keras)
+  k3_qat.fit(x, y, batch_size=32, epochs=QAT_EPOCHS, verbose=0)
+  checks = {}
+  for name, model in (("tfmot", tf_qat), ("keras3", k3_qat)):
+    data = export.convert_to_tflite(model, "int8")
+    info = export.inspect_tflite(data)
+    checks[name] = (export.verify_tflite(data, splits.x_test, splits.y_test,
+                                         isolate=False)["tflite_top1"],
+                    info["kernel_dtypes"], _top1(model, splits))
+  rows.append(("QAT int8 LiteRT top-1, Keras 3 vs tfmot (pt)",
+               f"{100 * (checks['keras3'][0] - checks['tfmot'][0]):+.2f}",
+               f"Keras 3 {checks['keras3'][0]:.4f} (Keras QAT "
+               f"{checks['keras3'][2]:.4f}, kernels {checks['keras3'][1]}), "
+               f"tfmot {checks['tfmot'][0]:.4f} (kernels "
+               f"{checks['tfmot'][1]})", "within 0.5"))
 
+  # Step times on Keras 3 over plain fit, same model size, timed in
+  # alternating rounds (the machine is noisy).
+  def plain():
+    return _compile(keras3_cnn(splits.input_shape, splits.num_classes), keras)
+
+  rounds = 3
+  def pruned():
+    return _compile(pruning.prune_model(
+        keras3_cnn(splits.input_shape, splits.num_classes),
+        pruning.PruningConfig(target_sparsity=0.8, schedule="polynomial",
+                              end_epoch=rounds * (args.timing_epochs + 1),
+                              frequency=10), steps), keras)
+
+  def qat():
+    return _compile(quantization.quantize_model(
+        keras3_cnn(splits.input_shape, splits.num_classes)), keras)
+
+  for label, make, extra, target in (
+      ("pruning", pruned, lambda: [pruning.PruningCallback()], "<= 1.15x"),
+      ("QAT", qat, list, "<= 1.6x")):
+    plain_s, other_s, count = _timed_ratio(plain, make, x, y,
+                                           args.timing_epochs, extra, rounds)
+    rows.append((f"{label} step time over plain fit (Keras 3)",
+                 f"{other_s / plain_s:.2f}x",
+                 f"{1000 * other_s / steps:.2f} ms vs "
+                 f"{1000 * plain_s / steps:.2f} ms per step, median of "
+                 f"{count} epochs each", target))
+
+  cpu, flags = cpu_flags()
+  print(f"CPU: {cpu}; flags: {', '.join(flags) or 'none of ' + str(_FLAGS)}")
   width = max(len(r[0]) for r in rows)
   print(f"{'measure':<{width}}  {'value':>12}  target      detail")
   for name, value, detail, target in rows:

@@ -86,19 +86,29 @@ def test_pruned_int8_file_keeps_the_zeros(trained, digits, tmp_path):
   assert pruning.find_pruner(pruned) is not None
 
 
-def test_subclassed_model_gets_a_clear_error(tmp_path):
+class TinyNet(keras.Model):
 
-  class Net(keras.Model):
+  def __init__(self):
+    super().__init__()
+    self.dense = keras.layers.Dense(3)
 
-    def __init__(self):
-      super().__init__()
-      self.dense = keras.layers.Dense(3)
+  def call(self, x):
+    return self.dense(x)
 
-    def call(self, x):
-      return self.dense(x)
 
-  net = Net()
-  net(np.zeros((1, 4), "float32"))
+def test_built_subclassed_model_exports_with_its_build_shape(tmp_path):
+  net = TinyNet()
+  x = np.random.default_rng(0).normal(size=(5, 4)).astype("float32")
+  expected = net(x).numpy()
+  info = export.export_tflite(net, tmp_path / "net.tflite", "float32")
+  assert info["input_details"][0]["shape_signature"] == [-1, 4]
+  report = export.verify_tflite(tmp_path / "net.tflite", x,
+                                keras_model=net)
+  assert report["max_abs_diff"] < 1e-5, report
+  assert np.allclose(expected, net(x).numpy())
+
+
+def test_unbuilt_subclassed_model_gets_a_clear_error(tmp_path):
   with pytest.raises(tf_compress.ModelError, match="no symbolic inputs"):
-    export.export_tflite(net, tmp_path / "net.tflite", "float32")
+    export.export_tflite(TinyNet(), tmp_path / "net.tflite", "float32")
   assert not list(tmp_path.iterdir())

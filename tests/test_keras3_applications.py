@@ -6,14 +6,15 @@ import pytest
 
 from tf_compress import export
 from tf_compress import pruning
+from tf_compress import quantization
 
 
-@pytest.mark.slow
-def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
-  keras.utils.set_random_seed(0)
+def _pruned_mobilenet(seed):
+  """MobileNetV2 (alpha 0.35, 96x96) pruned to 50% in one epoch."""
+  keras.utils.set_random_seed(seed)
   model = keras.applications.MobileNetV2(
       input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
-  rng = np.random.RandomState(0)
+  rng = np.random.RandomState(seed)
   x = rng.rand(32, 96, 96, 3).astype("float32")
   y = rng.randint(0, 10, 32)
   pruned = pruning.prune_model(model, pruning.PruningConfig(
@@ -21,6 +22,12 @@ def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
   pruned.compile("adam", "sparse_categorical_crossentropy")
   pruned.fit(x, y, batch_size=16, epochs=1, verbose=0,
              callbacks=[pruning.PruningCallback()])
+  return pruned, x, y
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
+  pruned, x, _ = _pruned_mobilenet(0)
   targets = pruning.find_pruner(pruned).targets
   assert len(targets) == 53  # 35 conv, 17 depthwise, 1 dense kernel
   kinds = {type(layer).__name__ for _, layer, _, _, _ in targets}
@@ -33,3 +40,21 @@ def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
   assert info["kernel_nonzero_fraction"] == pytest.approx(0.5, abs=0.01)
   assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(
       info["ops"])
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_pruned_then_qat_one_epoch_exports_all_int8(tmp_path):
+  pruned, x, y = _pruned_mobilenet(1)
+  qat = quantization.quantize_model(pruning.strip_pruning(pruned))
+  states = quantization.keras3_qat.keras3_qat_states(qat)
+  # Every Conv2D is followed by BatchNormalization in MobileNetV2: all 52
+  # convolutions fold it, so no BatchNormalization keeps a range.
+  assert not [layer.name for layer, _ in states
+              if type(layer).__name__ == "BatchNormalization"]
+  qat.compile("adam", "sparse_categorical_crossentropy")
+  qat.fit(x, y, batch_size=16, epochs=1, verbose=0)
+  info = export.export_tflite(qat, tmp_path / "mnv2_qat.tflite", "int8")
+  assert info["kernel_dtypes"] == {"int8": 53}
+  ops = set(info["ops"])
+  assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD"} <= ops
+  assert not ops & {"MUL", "RELU6", "RELU"}, ops  # BN folded, ReLU6 fused

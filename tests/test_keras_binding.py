@@ -1,10 +1,17 @@
-"""The Keras binding: tf.keras is tf_keras, Keras 3 objects are refused."""
+"""The Keras binding: `import tf_compress` changes nothing global.
 
+tf_compress imports `tf_keras` directly for its tfmot engine and never sets
+`TF_USE_LEGACY_KERAS`, so `tf.keras` keeps the meaning the user's
+environment gives it; tfmot (which sets that variable when imported) is
+imported through `tf_compress._tfmot`, which puts the variable back.
+"""
+
+import json
 import os
 import subprocess
 import sys
 
-import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
+import keras as keras3  # the real Keras 3
 import numpy as np
 import pytest
 
@@ -12,43 +19,116 @@ import tf_compress
 from tf_compress import keras
 from tf_compress._keras import tf
 
-
-def _keras3_model():
-  return keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+_ENV = "TF_USE_LEGACY_KERAS"
 
 
-def _tf_keras_model():
-  return keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+def _run(code, legacy=None):
+  """Runs `code` in a fresh Python; returns the JSON it prints last."""
+  env = {k: v for k, v in os.environ.items() if k != _ENV}
+  if legacy is not None:
+    env[_ENV] = legacy
+  result = subprocess.run([sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=300,
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_tf_keras_is_bound():
-  assert os.environ["TF_USE_LEGACY_KERAS"] == "1"
+_PROBE = """
+import json, os, sys
+import tensorflow as tf
+out = {"env": os.environ.get("TF_USE_LEGACY_KERAS"),
+       "tf_keras_module": tf.keras.Model.__module__,
+       "tfmot_imported": "tensorflow_model_optimization" in sys.modules}
+"""
+
+
+def test_tf_compress_keras_is_tf_keras():
   assert keras.__name__ == "tf_keras"
-  assert tf.keras.Model is keras.Model
   assert tf_compress.keras is keras
-
-
-def test_keras3_is_really_keras3():
   assert keras3.__version__.startswith("3.")
-  assert not isinstance(_keras3_model(), keras.Model)
+  assert not isinstance(keras3.Sequential([keras3.Input((4,))]), keras.Model)
+
+
+def test_this_process_keeps_the_users_binding():
+  # The suite never sets TF_USE_LEGACY_KERAS, and neither does tf_compress.
+  assert _ENV not in os.environ
+  assert tf.keras.Model is keras3.Model
+
+
+@pytest.mark.parametrize("legacy", [None, "1", "0"])
+def test_import_sets_nothing_and_keeps_tf_keras(legacy):
+  code = ("import tf_compress\n" + _PROBE +
+          "print(json.dumps(out))\n")
+  out = _run(code, legacy)
+  assert out["env"] == legacy
+  if legacy == "1":
+    assert out["tf_keras_module"].startswith("tf_keras"), out
+  else:
+    assert out["tf_keras_module"].startswith("keras.src"), out
+
+
+def test_tfmot_engine_leaves_env_and_tf_keras_alone():
+  code = ("import tf_compress\n"
+          "from tf_compress import keras\n"
+          "m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])\n"
+          "p = tf_compress.pruning.prune_model(\n"
+          "    m, tf_compress.pruning.PruningConfig(target_sparsity=0.5))\n"
+          + _PROBE +
+          "out['wrapped'] = type(p.layers[0]).__name__\n"
+          "print(json.dumps(out))\n")
+  out = _run(code)
+  assert out["env"] is None
+  assert out["tfmot_imported"]
+  assert out["wrapped"] == "PruneLowMagnitude"
+  assert out["tf_keras_module"].startswith("keras.src"), out
+
+
+_BOTH_ENGINES = """
+import numpy as np
+from tf_compress import keras as tf_keras
+x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+y = (x[:, 0] > 0).astype("int32")
+config = tfc.pruning.PruningConfig(target_sparsity=0.5, schedule="constant",
+                                   begin_step=0, frequency=1)
+sparsity = {}
+for name, k in (("keras3", keras), ("tf_keras", tf_keras)):
+  model = k.Sequential([k.Input((8,)), k.layers.Dense(16, activation="relu"),
+                        k.layers.Dense(2)])
+  pruned = tfc.pruning.prune_model(model, config)
+  pruned.compile("adam", k.losses.SparseCategoricalCrossentropy(True))
+  pruned.fit(x, y, epochs=2, batch_size=16, verbose=0,
+             callbacks=[tfc.pruning.PruningCallback()])
+  table = tfc.pruning.sparsity_table(pruned)
+  sparsity[name] = [round(float(r["sparsity"]), 3) for r in table]
+""" + _PROBE + """
+out["sparsity"] = sparsity
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("first", ["keras", "tf_compress"])
+def test_both_engines_in_one_process_either_import_order(first):
+  imports = ("import keras\nimport tf_compress as tfc\n" if first == "keras"
+             else "import tf_compress as tfc\nimport keras\n")
+  out = _run(imports + _BOTH_ENGINES)
+  assert out["env"] is None
+  assert out["tf_keras_module"].startswith("keras.src"), out
+  for name in ("keras3", "tf_keras"):
+    assert out["sparsity"][name] == [0.5, 0.5], out
 
 
 @pytest.mark.parametrize("func", [
     tf_compress.check_model,
-    tf_compress.model_stats,
-    tf_compress.analysis.count_params,
-    tf_compress.analysis.count_nonzero_params,
-    lambda m: tf_compress.save_model(m, "/tmp/never-written.keras"),
-    lambda m: tf_compress.models.check_model_fits(m, (4,), 2),
-], ids=["check_model", "model_stats", "count_params", "count_nonzero",
-        "save_model", "check_model_fits"])
-def test_keras3_model_raises_helpful_type_error(func):
+    lambda m: tf_compress.quantization.cluster_model(m, 4),
+], ids=["check_model", "cluster_model"])
+def test_tfmot_only_functions_refuse_keras3_with_advice(func):
+  model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
   with pytest.raises(TypeError) as info:
-    func(_keras3_model())
+    func(model)
   message = str(info.value)
   assert "Keras 3" in message
   assert "tf_compress import keras" in message
-  assert "TF_USE_LEGACY_KERAS=1" in message
 
 
 def test_non_model_raises_type_error():
@@ -56,44 +136,9 @@ def test_non_model_raises_type_error():
     tf_compress.check_model("not a model")
 
 
-def test_tf_keras_model_accepted():
-  model = _tf_keras_model()
+def test_tf_keras_model_trains():
+  model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
   assert tf_compress.check_model(model) is model
-  assert tf_compress.analysis.count_params(model) == 4 * 2 + 2
-
-
-def test_keras3_saved_file_is_refused_with_advice(tmp_path):
-  path = tmp_path / "k3.keras"
-  _keras3_model().save(path)
-  with pytest.raises(tf_compress.ModelError,
-                     match=r"saved by Keras 3\.[0-9.]+ \(Keras 3\)"):
-    tf_compress.load_model(path)
-
-
-def test_warns_when_tensorflow_was_imported_with_keras3():
-  env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-  code = ("import warnings; warnings.simplefilter('always')\n"
-          "import tensorflow as tf\n"
-          "assert tf.keras.__name__.startswith('keras'), tf.keras.__name__\n"
-          "tf.keras.Model\n"
-          "import tf_compress\n"
-          "import keras\n"
-          "m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])\n"
-          "try:\n"
-          "  tf_compress.check_model(m)\n"
-          "except TypeError as e:\n"
-          "  print('TYPEERROR', str(e)[:40])\n")
-  result = subprocess.run([sys.executable, "-c", code], env=env,
-                          capture_output=True, text=True, timeout=240,
-                          check=False)
-  assert result.returncode == 0, result.stderr[-2000:]
-  assert "RuntimeWarning" in result.stderr
-  assert "TF_USE_LEGACY_KERAS=1" in result.stderr
-  assert "TYPEERROR `model` is a Keras 3 model" in result.stdout
-
-
-def test_tf_keras_model_trains_after_binding():
-  model = _tf_keras_model()
   model.compile("sgd", "mse")
   x = np.ones((8, 4), np.float32)
   loss = model.fit(x, np.zeros((8, 2)), epochs=1, verbose=0).history["loss"]

@@ -301,13 +301,14 @@ def test_bad_arguments(baseline, kwargs, error, pattern):
     quantization.quantize_model(baseline, **kwargs)
 
 
-def test_keras3_model_is_a_type_error():
+def test_keras3_model_goes_to_the_native_engine():
   inputs = keras3.Input((4,))
-  model = keras3.Model(inputs, keras3.layers.Dense(2)(inputs))
-  with pytest.raises(TypeError, match="Keras 3"):
-    quantization.quantize_model(model)
-  with pytest.raises(TypeError, match="Keras 3"):
-    quantization.strip_quantization(model)
+  model = keras3.Model(inputs, keras3.layers.Dense(2, name="fc")(inputs))
+  qat = quantization.quantize_model(model)
+  assert [layer.name for layer, _ in
+          quantization.keras3_qat.keras3_qat_states(qat)] == ["fc"]
+  assert not quantization.keras3_qat.keras3_qat_states(
+      quantization.strip_quantization(qat))
 
 
 def test_wrapped_models_are_refused(baseline, qat_run):

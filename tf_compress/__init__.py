@@ -1,19 +1,18 @@
 """tf_compress: Keras/TensorFlow-native model compression.
 
-Importing this package binds TensorFlow to Keras 2 (`tf_keras`), which
-tensorflow-model-optimization needs; build models with `tf_compress.keras`::
+Keras 3 models (`import keras`) get the native engine; tf_keras (Keras 2)
+models, built with `tf_compress.keras`, get tensorflow-model-optimization.
+Importing this package changes nothing global: `tf.keras` keeps its meaning::
 
-    from tf_compress import keras
+    import keras
     import tf_compress as tfc
 
-    splits = tfc.load_dataset("digits")
-    model = tfc.build_model("cnn", splits.input_shape, splits.num_classes)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)])
+    pruned = tfc.pruning.prune_model(model, tfc.pruning.PruningConfig(0.8))
 """
 
 __version__ = "0.1.0"
 
-# _keras must be imported first: it sets TF_USE_LEGACY_KERAS before
-# TensorFlow is imported anywhere else.
 from tf_compress._keras import check_model  # pylint: disable=g-bad-import-order
 from tf_compress._keras import keras
 from tf_compress._keras import register

@@ -1,37 +1,42 @@
-"""The one place that picks the Keras implementation used by tf_compress.
+"""The Keras 2 binding of the tfmot engine, without touching `tf.keras`.
 
-tensorflow-model-optimization 0.8 works only with Keras 2, shipped as the
-`tf_keras` package, while TensorFlow 2.16+ makes `tf.keras` resolve to Keras 3.
-This module sets `TF_USE_LEGACY_KERAS=1` before TensorFlow is imported so that
-`tf.keras` *is* `tf_keras`, and exposes that module as `tf_compress.keras`.
-
-Every other module imports Keras from here::
+tf_compress has two engines. Keras 3 models (`import keras`, and `tf.keras`
+by default on TensorFlow 2.16+) get the native engine. tf_keras (Keras 2)
+models get tensorflow-model-optimization (tfmot), which supports only Keras
+2. This module exposes the `tf_keras` package as `tf_compress.keras` for the
+tfmot engine's modules, which import it from here::
 
     from tf_compress._keras import keras, tf
+
+It imports `tf_keras` directly and sets nothing global: `TF_USE_LEGACY_KERAS`
+is left as the user set it (or unset), so `tf.keras` in the user's program
+means what it meant before `import tf_compress`.
 """
 
 import os
 import sys
-import warnings
 
-_LEGACY_VALUES = ("1", "true", "yes", "True", "TRUE")
 
-_TF_WAS_IMPORTED = "tensorflow" in sys.modules
-_ENV_BEFORE = os.environ.get("TF_USE_LEGACY_KERAS")
-if not _TF_WAS_IMPORTED:
-  os.environ["TF_USE_LEGACY_KERAS"] = "1"
-# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _running_our_command():
+  """True in `python -m tf_compress.<command>`: the process is ours."""
+  argv = list(getattr(sys, "orig_argv", ()))
+  return any(flag == "-m" and module.startswith("tf_compress")
+             for flag, module in zip(argv, argv[1:]))
 
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-import tf_keras as keras  # pylint: disable=g-import-not-at-top
+
+if _running_our_command() and "tensorflow" not in sys.modules:
+  # Quiet TensorFlow's C++ start-up chatter in our own commands only; a
+  # library import leaves the user's environment alone.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tf_keras as keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 KERAS3_ADVICE = (
-    "tf_compress needs Keras 2 (the tf_keras package) because "
-    "tensorflow-model-optimization supports only Keras 2. Build the model "
-    "with `from tf_compress import keras` (or `import tf_keras as keras`), or "
-    "set the environment variable TF_USE_LEGACY_KERAS=1 before TensorFlow is "
-    "first imported so that `tf.keras` is Keras 2.")
+    "this part of tf_compress still runs on the tfmot engine, which needs a "
+    "Keras 2 (tf_keras) model: build the model with `from tf_compress import "
+    "keras` (or `import tf_keras as keras`). The Keras 3 engine covers "
+    "pruning, quantization-aware training, export and model statistics.")
 
 
 def tf_keras_is_default():
@@ -41,16 +46,6 @@ def tf_keras_is_default():
   except Exception:  # pylint: disable=broad-except
     return False
 
-
-if _TF_WAS_IMPORTED and _ENV_BEFORE not in _LEGACY_VALUES:
-  if not tf_keras_is_default():
-    warnings.warn(
-        "TensorFlow was imported before tf_compress without "
-        "TF_USE_LEGACY_KERAS=1, so `tf.keras` in this process is Keras 3. "
-        "tf_compress still works, but models built with `tf.keras` or "
-        "`import keras` will be rejected. " + KERAS3_ADVICE,
-        RuntimeWarning,
-        stacklevel=2)
 
 PACKAGE = "tf_compress"
 

@@ -13,32 +13,47 @@ One MAC is one `a * b + c`. A layer's count is for one sample (batch size 1):
 
 tfmot pruning wrappers and other `Wrapper`s (TimeDistributed too) are seen
 through to the layer inside, and nested models are counted layer by layer
-with names like `"block/conv"`.
+with names like `"block/conv"`. Keras 3 and tf_keras models are counted the
+same way; a Keras 3 model being pruned has no wrappers (its layers are
+instrumented in place).
 """
 
+import keras as keras3
 import numpy as np
 
-from tf_compress._keras import check_model
 from tf_compress._keras import keras
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import check_any_model
 from tf_compress.models.graph import graph_nodes
+from tf_compress.models.graph import is_model
 from tf_compress.models.graph import unwrap
 
 __all__ = ["count_macs"]
 
-_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
-_TRANSPOSE = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
-              keras.layers.Conv3DTranspose)
-_CONV = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+def _classes(*names):
+  """The layer classes of both Kerases named `names`.
+
+  In Keras 3 the transposed, depthwise and separable convolutions are not
+  subclasses of `Conv*D`, so each kind is tested explicitly.
+  """
+  return tuple(getattr(module.layers, name) for module in (keras, keras3)
+               for name in names)
+
+
+_SEPARABLE = _classes("SeparableConv1D", "SeparableConv2D")
+_DEPTHWISE = _classes("DepthwiseConv1D", "DepthwiseConv2D")
+_TRANSPOSE = _classes("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+_CONV = _classes("Conv1D", "Conv2D", "Conv3D")
+_DENSE = _classes("Dense")
 
 
 def count_macs(model):
   """Counts the multiply-accumulates of one forward pass of `model`.
 
   Args:
-    model: a built tf_keras Functional or Sequential model; tfmot pruning
-      wrappers and nested models are seen through.
+    model: a built Functional or Sequential model, of Keras 3 or tf_keras;
+      tfmot pruning wrappers and nested models are seen through.
 
   Returns:
     A dict with `total` (int) and `per_layer`: a list, in graph order, of
@@ -47,7 +62,7 @@ def count_macs(model):
     wrapped layer's type; a nested model's layers as `"outer/inner"`.
 
   Raises:
-    TypeError: for a Keras 3 model or a non-model.
+    TypeError: for an object that is not a Keras model.
     UserInputError: for a subclassed model (whose layer shapes are not
       recorded) or a layer whose shape has unknown dimensions.
 
@@ -55,7 +70,7 @@ def count_macs(model):
     >>> count_macs(tf_compress.build_model("cnn", (8, 8, 1), 10))["total"]
     756992
   """
-  check_model(model)
+  check_any_model(model)
   per_layer = []
   _collect(model, "", per_layer)
   return {"total": int(sum(row["macs"] for row in per_layer)),
@@ -67,7 +82,7 @@ def _collect(model, prefix, per_layer):
   for node in graph_nodes(model):
     layer = node.layer
     inner = unwrap(layer)
-    if isinstance(inner, keras.Model):
+    if is_model(inner):
       _collect(inner, f"{prefix}{layer.name}/", per_layer)
       continue
     macs = _node_macs(inner, node, f"{prefix}{layer.name}")
@@ -97,16 +112,18 @@ def _size(variable):
 
 def _node_macs(layer, node, name):
   """MACs of one call of `layer` (already unwrapped) at `node`."""
-  if not isinstance(layer, _CONV + _SEPARABLE + _DEPTHWISE +
-                    (keras.layers.Dense,)):
+  if not isinstance(layer, _CONV + _TRANSPOSE + _SEPARABLE + _DEPTHWISE +
+                    _DENSE):
     return 0
   in_shape, out_shape = node.input_shapes, node.output_shapes
   if isinstance(layer, _SEPARABLE):
     return _positions(out_shape, name, "output", layer) * (
         _size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
   if isinstance(layer, _DEPTHWISE):
+    # Keras 3 names the depthwise kernel `kernel`.
+    kernel = getattr(layer, "depthwise_kernel", None)
     return _positions(out_shape, name, "output", layer) * _size(
-        layer.depthwise_kernel)
+        layer.kernel if kernel is None else kernel)
   if isinstance(layer, _TRANSPOSE):
     return _positions(in_shape, name, "input", layer) * _size(layer.kernel)
   if isinstance(layer, _CONV):

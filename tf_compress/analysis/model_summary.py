@@ -20,8 +20,13 @@ Keras models are counted as they would be deployed, not as they train:
   quantizers' min/max and step variables are not parameters, and the input
   `QuantizeLayer` (a QUANTIZE op once exported) has none. Non-zeros are
   counted on the float (trained) values;
-* other weights are counted at their dtype (float32: 4 bytes); nested
-  models are flattened into rows named `outer/inner`.
+* a Keras 3 model being pruned (by the native engine, which instruments
+  layers in place) counts its layers' weights only, not the pruning masks,
+  and non-zeros are those of `kernel * mask`, as for tfmot's wrapper; tfmot
+  is not imported for Keras 3 models;
+* other weights are counted at their dtype (float32: 4 bytes; a Keras 3
+  int8-quantized kernel: 1 byte); nested models are flattened into rows
+  named `outer/inner`.
 
 A `.tflite` file is read from its flatbuffer (verified first, see
 `tf_compress.export.inspect_tflite`, so a corrupt file raises
@@ -48,14 +53,19 @@ import os
 
 import numpy as np
 
-from tf_compress._keras import check_model, keras
+from tf_compress._keras import is_keras3_object
+from tf_compress._keras import keras
 from tf_compress.analysis.flops import count_macs
+from tf_compress.analysis.keras3_weights import pruning_masks
+from tf_compress.analysis.keras3_weights import weight_values
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.export import flatbuffer
 from tf_compress.export import litert
+from tf_compress.models.graph import check_any_model
 from tf_compress.models.graph import check_graph_model
 from tf_compress.models.graph import graph_nodes
 from tf_compress.models.graph import is_graph_model
+from tf_compress.models.graph import is_model
 from tf_compress.models.graph import unwrap
 from tf_compress.models.persistence import load_tfmot_model
 
@@ -79,10 +89,12 @@ def _tfmot_wrappers():
   tfmot is imported on first use, not when `tf_compress.analysis` is.
   """
   # pylint: disable=g-import-not-at-top,line-too-long
-  import tensorflow_model_optimization as tfmot
+  from tf_compress._tfmot import tfmot, tfmot_module
   # tfmot exports neither the pruning nor the clustering wrapper class.
-  from tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper import ClusterWeights
-  from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+  ClusterWeights = tfmot_module(
+      "python.core.clustering.keras.cluster_wrapper").ClusterWeights
+  PruneLowMagnitude = tfmot_module(
+      "python.core.sparsity.keras.pruning_wrapper").PruneLowMagnitude
   # pylint: enable=g-import-not-at-top,line-too-long
   return _Wrappers(PruneLowMagnitude, ClusterWeights,
                    tfmot.quantization.keras.QuantizeWrapper)
@@ -93,9 +105,9 @@ def model_summary(model_or_path, reference=None):
 
   Args:
     model_or_path: a tf_keras model (plain, or with tfmot pruning,
-      clustering or QAT wrappers), a path to a `.keras`/`.h5` file (or a
-      SavedModel directory) or to a `.tflite` file, or a TFLite model's
-      bytes.
+      clustering or QAT wrappers), a Keras 3 model (plain or being pruned),
+      a path to a `.keras`/`.h5` file of either Keras (or a SavedModel
+      directory) or to a `.tflite` file, or a TFLite model's bytes.
     reference: None, or a model to compare with, given in any of the same
       forms or as a summary this function returned.
 
@@ -122,8 +134,9 @@ def model_summary(model_or_path, reference=None):
       (None where the model's value is 0 or either is unknown).
 
   Raises:
-    TypeError: for a Keras 3 model or an object that is not a model.
-    ModelError: a file that is missing or is not a Keras 2 model.
+    TypeError: for an object that is not a model.
+    ModelError: a file that is missing or is not a Keras model, or holds a
+      Lambda layer (files are loaded in Keras' safe mode).
     UserInputError: a `.tflite` file that is corrupt or not a model.
 
   Example:
@@ -164,7 +177,7 @@ def _summarize(obj, argument):
     summary = _keras_summary(load_tfmot_model(path))
     summary["name"], summary["file_bytes"] = name, size
     return summary
-  check_model(obj, argument)
+  check_any_model(obj, argument)
   return _keras_summary(obj)
 
 
@@ -229,8 +242,9 @@ def _keras_summary(model):
     macs = {r["layer"]: r["macs"] for r in count_macs(model)["per_layer"]}
   except UserInputError:  # a subclassed model or unknown dimensions
     macs = None
+  masks = pruning_masks(model) if is_keras3_object(model) else None
   rows = []
-  _collect(model, "", rows, macs, set())
+  _collect(model, "", rows, macs, set(), masks)
   return _summary(model.name, "keras", rows, None)
 
 
@@ -246,7 +260,13 @@ def _shape(shape):
 
 def _calls(model):
   """`(layer, output shape)` per call, in graph order (None: unknown)."""
-  if is_graph_model(model) and getattr(model, "_nodes_by_depth", None):
+  if is_keras3_object(model) and is_graph_model(model):
+    try:
+      return [(node.layer, node.output_shapes)
+              for node in graph_nodes(model)]
+    except UserInputError:  # a Sequential not built yet
+      pass
+  elif is_graph_model(model) and getattr(model, "_nodes_by_depth", None):
     return [(node.layer, node.output_shapes) for node in graph_nodes(model)]
   return [(layer, None) for layer in model.layers]
 
@@ -259,7 +279,7 @@ def _strip_clustering(model):
   restored afterwards, so `model` is left as it was.
   """
   # pylint: disable-next=g-import-not-at-top
-  import tensorflow_model_optimization as tfmot
+  from tf_compress._tfmot import tfmot
   wrappers = [layer for layer in model.layers
               if isinstance(layer, _tfmot_wrappers().cluster)]
   if not wrappers:
@@ -273,20 +293,39 @@ def _strip_clustering(model):
     keras.backend.batch_set_value(list(zip(variables, saved)))
 
 
-def _collect(model, prefix, rows, macs, seen):
+def _tfmot_weigher(model):
+  """For tf_keras `model`: layer -> (the layer deployed, its weight entries)."""
   stripped = _strip_clustering(model)
+
+  def weigh(layer):
+    return _tfmot_inner(layer), _layer_weights(layer, stripped)
+
+  return weigh
+
+
+def _keras3_weigh(masks, layer):
+  """Like `_tfmot_weigher`'s, for a Keras 3 layer (`masks`: the model's)."""
+  return layer, [_entry(variable, value, bits=8 * value.dtype.itemsize,
+                        dtype=value.dtype.name)
+                 for variable, value in weight_values(layer, masks)]
+
+
+def _collect(model, prefix, rows, macs, seen, masks):
+  """Appends the rows of `model`; `masks`: None for a tf_keras model."""
+  weigh = (_tfmot_weigher(model) if masks is None
+           else functools.partial(_keras3_weigh, masks))
   for layer, output_shape in _calls(model):
     inner = unwrap(layer)
-    if isinstance(inner, keras.Model):
-      _collect(inner, f"{prefix}{layer.name}/", rows, macs, seen)
+    if is_model(inner):
+      _collect(inner, f"{prefix}{layer.name}/", rows, macs, seen, masks)
       continue
     if id(layer) in seen:  # A shared layer: count_macs added every call.
       continue
     seen.add(id(layer))
-    deployed = _tfmot_inner(layer)
+    deployed, weights = weigh(layer)
     rows.append(_row(
         f"{prefix}{deployed.name}", type(deployed).__name__,
-        _shape(output_shape), _layer_weights(layer, stripped),
+        _shape(output_shape), weights,
         None if macs is None else macs.get(f"{prefix}{layer.name}", 0)))
 
 

@@ -8,8 +8,11 @@ import os
 
 import numpy as np
 
-from tf_compress._keras import check_model
+from tf_compress._keras import is_keras3_object
+from tf_compress.analysis.keras3_weights import pruning_masks
+from tf_compress.analysis.keras3_weights import weight_values
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import check_any_model
 
 __all__ = ["keras_kernel_values", "tflite_int8_kernel_values",
            "weight_panels", "MAX_CENTROIDS"]
@@ -23,13 +26,21 @@ def keras_kernel_values(model):
   """The kernels of `model` (weights named *kernel* of rank >= 2).
 
   Args:
-    model: a tf_keras model (QAT wrappers and pruning wrappers included).
+    model: a tf_keras model (QAT wrappers and pruning wrappers included) or
+      a Keras 3 model (a pruned kernel's values are `kernel * mask`).
 
   Returns:
-    {weight name: 1-D float array}, in model order.
+    {weight name: 1-D float array}, in model order; a Keras 3 weight is
+    named by its path (`model/fc1/kernel`), since its name is only
+    `kernel`.
   """
-  check_model(model)
+  check_any_model(model)
   values = {}
+  if is_keras3_object(model):
+    for weight, value in weight_values(model, pruning_masks(model)):
+      if len(weight.shape) >= 2 and "kernel" in weight.name:
+        values.setdefault(weight.path, value.ravel())
+    return values
   for weight in model.weights:
     name = weight.name
     if len(weight.shape) >= 2 and "kernel" in name.rsplit("/", 1)[-1]:

@@ -29,7 +29,7 @@ import tempfile
 import warnings
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
 
 from tf_compress import io_utils
 from tf_compress._keras import check_model, is_keras3_object, keras, tf
@@ -92,6 +92,8 @@ def _strip_wrappers(model):
 
 
 def _is_qat(model):
+  if is_keras3_object(model):
+    return keras3_convert.is_keras3_qat(model)
   return any(_is_tfmot(layer, _QAT_LAYERS) for layer in _walk_layers(model))
 
 

@@ -9,20 +9,66 @@ the same weights.
 
 Layers are named by their path: `fc1` at the top level, `student/fc1` inside
 a sub-model named `student`.
+
+Everything here but `check_graph_model` (the tfmot engine's guard) takes
+models of either Keras: Keras 3 (`import keras`) or tf_keras.
 """
 
+import collections
+
+import keras as keras3
+# Keras 3 exports no Functional class; functional models are instances of it.
+from keras.src.models.functional import Functional as _Keras3Functional
+
 from tf_compress._keras import check_model
+from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras
 from tf_compress.errors import ModelError
 from tf_compress.errors import UserInputError
 
-__all__ = ["is_graph_model", "check_graph_model", "iter_layers",
-           "find_model", "graph_nodes", "unwrap", "copy_layer",
-           "clone_with_weights"]
+__all__ = ["is_model", "check_any_model", "is_graph_model",
+           "check_graph_model", "iter_layers", "find_model", "graph_nodes",
+           "unwrap", "copy_layer", "clone_with_weights", "Call"]
+
+_MODELS = (keras.Model, keras3.Model)
+_WRAPPERS = (keras.layers.Wrapper, keras3.layers.Wrapper)
+
+# One call of a layer, as tf_keras' `Node` describes it: `input_shapes` and
+# `output_shapes` are one shape tuple, or a list of them for several tensors.
+Call = collections.namedtuple("Call", "layer input_shapes output_shapes")
+
+
+def is_model(obj):
+  """True for a Keras model of either Keras (Keras 3 or tf_keras)."""
+  return isinstance(obj, _MODELS)
+
+
+def check_any_model(model, argument="model"):
+  """Raises `TypeError` unless `model` is a Keras 3 or a tf_keras model.
+
+  The guard of the functions that need no tfmot (statistics, saving);
+  `tf_compress.check_model` is the tfmot engine's, for tf_keras only.
+
+  Args:
+    model: the object handed to a public function.
+    argument: the name of that function's argument, for the message.
+
+  Returns:
+    `model`, unchanged.
+
+  Raises:
+    TypeError: for an object that is not a Keras model.
+  """
+  if is_model(model):
+    return model
+  raise TypeError(f"`{argument}` must be a Keras 3 or tf_keras Model, got "
+                  f"{type(model).__name__}.")
 
 
 def is_graph_model(model):
   """True for Sequential and Functional models (whose graph Keras knows)."""
+  if is_keras3_object(model):
+    return isinstance(model, (keras3.Sequential, _Keras3Functional))
   return isinstance(model, keras.Sequential) or getattr(
       model, "_is_graph_network", False)
 
@@ -74,8 +120,7 @@ def iter_layers(model, prefix="", into_subclassed=True):
     if id(layer) in seen:
       continue
     seen.add(id(layer))
-    if isinstance(layer, keras.Model) and (into_subclassed or
-                                           is_graph_model(layer)):
+    if is_model(layer) and (into_subclassed or is_graph_model(layer)):
       yield from iter_layers(layer, f"{prefix}{layer.name}/", into_subclassed)
     else:
       yield f"{prefix}{layer.name}", layer
@@ -85,9 +130,10 @@ def unwrap(layer):
   """Returns the layer inside tfmot (or other) `Wrapper`s of `layer`.
 
   tfmot's pruning, clustering and QAT wrappers, and `TimeDistributed`, are
-  `keras.layers.Wrapper`s; nested wrappers are all seen through.
+  `keras.layers.Wrapper`s (of tf_keras or of Keras 3); nested wrappers are
+  all seen through.
   """
-  while isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "layer"):
+  while isinstance(layer, _WRAPPERS) and hasattr(layer, "layer"):
     layer = layer.layer
   return layer
 
@@ -111,7 +157,7 @@ def find_model(model, cls):
     return model
   inner = [getattr(model, "base_model", None)]
   for layer in inner + list(getattr(model, "layers", [])):
-    if isinstance(layer, keras.Model):
+    if is_model(layer):
       found = find_model(layer, cls)
       if found is not None:
         return found
@@ -121,19 +167,48 @@ def find_model(model, cls):
 def graph_nodes(model):
   """Yields the non-input nodes of a graph model in topological order.
 
+  A tf_keras model yields its own `Node`s; a Keras 3 model yields `Call`s,
+  which have the same `layer`, `input_shapes` and `output_shapes`.
+
   Raises:
     UserInputError: when `model` is not a Functional/Sequential graph.
   """
+  if is_keras3_object(model):
+    yield from _keras3_nodes(model)
+    return
   if not getattr(model, "_is_graph_network", False):
-    raise UserInputError(
-        f"model {model.name!r} ({type(model).__name__}) is not a built "
-        "Functional or Sequential model, so its layer graph is unknown; "
-        "build it with `keras.Input` (functionally or in a Sequential)")
+    raise _not_a_graph(model)
   nodes_by_depth = model._nodes_by_depth  # pylint: disable=protected-access
   for depth in sorted(nodes_by_depth, reverse=True):
     for node in nodes_by_depth[depth]:
       if not node.is_input:
         yield node
+
+
+def _not_a_graph(model):
+  return UserInputError(
+      f"model {model.name!r} ({type(model).__name__}) is not a built "
+      "Functional or Sequential model, so its layer graph is unknown; "
+      "build it with `keras.Input` (functionally or in a Sequential)")
+
+
+def _shapes(tensors):
+  shapes = [tuple(t.shape) for t in tensors]
+  return shapes[0] if len(shapes) == 1 else shapes
+
+
+def _keras3_nodes(model):
+  # A built Keras 3 Sequential keeps its graph in a Functional of its own.
+  graph = (getattr(model, "_functional", None)
+           if isinstance(model, keras3.Sequential) else model)
+  if not isinstance(graph, _Keras3Functional):
+    raise _not_a_graph(model)
+  nodes_by_depth = graph._nodes_by_depth  # pylint: disable=protected-access
+  for depth in sorted(nodes_by_depth, reverse=True):
+    for node in nodes_by_depth[depth]:
+      if not node.is_input:
+        yield Call(node.operation, _shapes(node.input_tensors),
+                   _shapes(node.output_tensors))
 
 
 def copy_layer(layer):
@@ -145,13 +220,13 @@ def copy_layer(layer):
   Functional models layer by layer instead, with the classes themselves.
 
   Args:
-    layer: a built or unbuilt tf_keras layer or graph sub-model.
+    layer: a built or unbuilt layer or graph sub-model, of either Keras.
 
   Returns:
     The new layer (or model), without weights.
   """
-  if isinstance(layer, keras.Model) and is_graph_model(layer):
-    return keras.models.clone_model(layer, clone_function=copy_layer)
+  if is_model(layer) and is_graph_model(layer):
+    return _clone_model(layer, clone_function=copy_layer)
   return layer.__class__.from_config(layer.get_config())
 
 
@@ -159,7 +234,8 @@ def clone_with_weights(model, clone_function=None, what=None):
   """A copy of `model` with new layers and variables and the same weights.
 
   Args:
-    model: a Sequential or Functional tf_keras model.
+    model: a Sequential or Functional model of either Keras (a subclassed
+      Keras 3 model too, when its class serializes).
     clone_function: builds each new layer from the old one, as for
       `keras.models.clone_model`, keeping the weights' order (e.g.
       `copy_layer`); None uses Keras' default, which rebuilds layers from
@@ -181,7 +257,7 @@ def clone_with_weights(model, clone_function=None, what=None):
     False
   """
   try:
-    copy = keras.models.clone_model(model, clone_function=clone_function)
+    copy = _clone_model(model, clone_function=clone_function)
   except Exception as exc:  # pylint: disable=broad-except
     if what is None:
       raise
@@ -191,3 +267,10 @@ def clone_with_weights(model, clone_function=None, what=None):
         "get_config() returning its constructor arguments") from None
   copy.set_weights(model.get_weights())
   return copy
+
+
+def _clone_model(model, clone_function=None):
+  """`clone_model` of the model's own Keras."""
+  if is_keras3_object(model):
+    return keras3.models.clone_model(model, clone_function=clone_function)
+  return keras.models.clone_model(model, clone_function=clone_function)

@@ -21,6 +21,7 @@ from tf_compress.pruning.pruning_config import PruningConfig
 from tf_compress.pruning.global_pruning import global_masks
 from tf_compress.pruning.keras3_pruning import find_pruner
 from tf_compress.pruning.keras3_pruning import Keras3Pruner
+from tf_compress.pruning.keras3_pruning import resume_keras3_pruning
 from tf_compress.pruning.magnitude import load_pruned_model
 from tf_compress.pruning.magnitude import prune_model
 from tf_compress.pruning.magnitude import pruning_custom_objects
@@ -50,7 +51,7 @@ __all__ = [
     "PruningCallback", "PruningConfig", "pruning_custom_objects",
     "selected_layers", "sparsity_table", "strip_pruning",
     # Magnitude pruning of Keras 3 models (native).
-    "find_pruner", "Keras3Pruner",
+    "find_pruner", "Keras3Pruner", "resume_keras3_pruning",
     # Structured slicing.
     "channel_scores", "CRITERIA", "mask_channels", "slice_masked_model",
     "slice_model", "SliceResult", "SlicingCallback",

@@ -10,13 +10,25 @@ every step, whatever `steps_per_execution` is. `PruningCallback` updates the
 masks on the schedule (`PruningConfig`: constant or polynomial, layer or
 global scope, M:N, blocks, layer selection).
 
-A saved mid-pruning model holds its masked kernels (exact zeros); pruning it
-again with `prune_model` re-derives each mask from those zeros, and the step
-comes back with the optimizer's `iterations`, so training resumes with the
-same masks.
+Backends. Masks are computed on the host (`keras3_masks`) and applied with
+`keras.ops`. JAX's train step is a pure function of the model's state, so
+each mask is in its layer's `variables` (hence in the state JAX carries)
+but not in its `weights` (so `get_weights`, parameter counts and saved files
+are the unpruned model's); the model's `train_step` hands the masks' values
+to the constraints, and the callback syncs the state (`jax_state_sync`)
+before it reads kernels or writes masks.
+
+Saving and resuming. A model saved mid-pruning holds its masked kernels
+(exact zeros) and its optimizer, whose `iterations` is the step. Load it
+with `keras.models.load_model` and call `resume_keras3_pruning`: the masks
+come back from the zeros, the step with the optimizer. After a
+`BackupAndRestore` restore, `PruningCallback` re-derives the masks from the
+restored zeros the same way, so the run goes on as if uninterrupted.
 """
 
+import contextlib
 import re
+import threading
 
 import keras
 from keras import ops
@@ -28,14 +40,28 @@ from tf_compress.pruning import keras3_masks as masks_lib
 from tf_compress.pruning.pruning_config import PruningConfig
 from tf_compress.pruning.schedules import resolve_steps
 
-__all__ = ["Keras3Pruner", "prune_keras3_model", "find_pruner",
-           "strip_keras3_pruning", "keras3_sparsity_rows",
+__all__ = ["Keras3Pruner", "prune_keras3_model", "resume_keras3_pruning",
+           "find_pruner", "strip_keras3_pruning", "keras3_sparsity_rows",
            "Keras3PruningDriver", "KERNEL_ATTRIBUTES", "PRUNER_ATTRIBUTE"]
 
 # The prunable weights of each layer kind, by attribute name.
 KERNEL_ATTRIBUTES = ("kernel", "depthwise_kernel", "pointwise_kernel",
                      "embeddings")
 PRUNER_ATTRIBUTE = "_tf_compress_pruner"
+
+
+# The masks' values inside a stateless (JAX) train step, by id of the mask.
+_STEP_STATE = threading.local()
+
+
+@contextlib.contextmanager
+def _mask_values(values):
+  previous = getattr(_STEP_STATE, "values", None)
+  _STEP_STATE.values = values
+  try:
+    yield
+  finally:
+    _STEP_STATE.values = previous
 
 
 class _MaskConstraint(keras.constraints.Constraint):
@@ -48,10 +74,64 @@ class _MaskConstraint(keras.constraints.Constraint):
   def __call__(self, w):
     if self.inner is not None:
       w = self.inner(w)
-    mask = self.mask
-    if mask.dtype != w.dtype:
-      mask = ops.cast(mask, w.dtype)
+    values = getattr(_STEP_STATE, "values", None)
+    # In a JAX step the variable holds no value; the state does.
+    mask = values.get(id(self.mask), self.mask) if values else self.mask
+    mask = ops.cast(mask, w.dtype)
     return w * mask
+
+
+class _MaskState:
+  """Puts a mask in its layer's `variables` but not in its `weights`.
+
+  Keras lists a layer's seed generators' `state` in `variables` only: that
+  is the state a stateless train step carries without it being a weight.
+  """
+
+  def __init__(self, mask):
+    self.state = mask
+
+
+_STEP_MARK = "_tf_compress_masks_step"
+
+
+def _show_masks_to_step(model):
+  """JAX: wraps `model.train_step` to hand the masks' state to constraints.
+
+  JAX's trainer calls `optimizer.stateless_apply` with the trainable and
+  optimizer variables only; the masks (non-trainable state) would read as
+  their stale or purged Python values. A no-op on other backends.
+  """
+  if keras.backend.backend() != "jax" or getattr(model.train_step,
+                                                  _STEP_MARK, False):
+    return
+  config = getattr(keras, "config", None)
+  if config is not None and getattr(config, "is_nnx_enabled", bool)():
+    raise ModelError("Keras 3 pruning under JAX does not support Flax NNX "
+                     "(keras.config.is_nnx_enabled() is True): its trainer "
+                     "calls the class's train_step; disable NNX")
+  step = model.train_step
+
+  def train_step(state, data):
+    values = {id(v): value for v, value in
+              zip(model.non_trainable_variables, state[1])}
+    with _mask_values(values):
+      return step(state, data)
+
+  setattr(train_step, _STEP_MARK, True)
+  object.__setattr__(model, "train_step", train_step)
+  model.train_function = None  # traced again, through the wrapper
+
+
+def _sync_state(model):
+  """JAX: writes the trainer's state back to the variables (else no-op).
+
+  Mid-epoch the variables hold no values; after the sync the trainer reads
+  its next step's state from them, with whatever was assigned meanwhile.
+  """
+  sync = getattr(model, "jax_state_sync", None)
+  if sync is not None:
+    sync()
 
 
 def _sublayers(layer):
@@ -158,8 +238,11 @@ class Keras3Pruner:
         mask = keras.Variable(initial, trainable=False, dtype=variable.dtype,
                               name=f"{layer.name}_{name}_prune_mask")
         variable.constraint = _MaskConstraint(mask, variable.constraint)
+        # pylint: disable-next=protected-access
+        layer._seed_generators.append(_MaskState(mask))
         self.targets.append((path, layer, name, variable, mask))
     object.__setattr__(model, PRUNER_ATTRIBUTE, self)
+    _show_masks_to_step(model)
 
   def is_update_step(self, step):
     """True when the masks are recomputed before training step `step`."""
@@ -170,6 +253,30 @@ class Keras3Pruner:
     if self.end_step >= 0 and step > self.end_step:
       return False
     return (step - self.begin_step) % self.config.frequency == 0
+
+  def first_update_step(self):
+    """The first step at which the masks are computed."""
+    first = max(1, self.begin_step)
+    if self.config.m_by_n is None:
+      first += (-(first - self.begin_step)) % self.config.frequency
+    return first
+
+  def restore_masks(self, step):
+    """Sets the masks to those of a run that has trained `step` steps.
+
+    Once an update has run, each mask is its kernel's nonzeros: the
+    constraint keeps pruned weights at exact zeros, and saved files and
+    `BackupAndRestore` checkpoints hold those kernels, not the masks.
+    Before the first update the masks are left as they are.
+
+    Returns:
+      True when the masks were re-derived.
+    """
+    if not self.targets or step < self.first_update_step():
+      return False
+    for _, _, _, variable, mask in self.targets:
+      mask.assign(ops.cast(ops.not_equal(variable, 0), mask.dtype))
+    return True
 
   def target_sparsity(self, step):
     return _schedule_sparsity(self.config, self.begin_step,
@@ -219,13 +326,20 @@ class Keras3Pruner:
 
   def strip(self):
     """Removes the instrumentation; the kernels keep their exact zeros."""
-    for _, _, _, variable, mask in self.targets:
+    for _, layer, _, variable, mask in self.targets:
       variable.assign(variable * mask)
       constraint = variable.constraint
       if isinstance(constraint, _MaskConstraint):
         variable.constraint = constraint.inner
+      # pylint: disable-next=protected-access
+      layer._seed_generators[:] = [
+          s for s in layer._seed_generators  # pylint: disable=protected-access
+          if not (isinstance(s, _MaskState) and s.state is mask)]
     self.targets = []
     object.__setattr__(self.model, PRUNER_ATTRIBUTE, None)
+    if getattr(self.model.__dict__.get("train_step"), _STEP_MARK, False):
+      del self.model.__dict__["train_step"]
+      self.model.train_function = None
 
 
 def find_pruner(model):
@@ -285,6 +399,54 @@ def prune_keras3_model(model, config, steps_per_epoch=None):
   return model
 
 
+def resume_keras3_pruning(model, config, steps_per_epoch=None):
+  """Resumes pruning a model saved mid-pruning and loaded back, in place.
+
+  `prune_keras3_model` would clone a Sequential or Functional model, and a
+  clone is not compiled: its optimizer, whose `iterations` is the pruning
+  step, would be lost. This instruments the loaded model itself, keeping
+  the optimizer that `keras.models.load_model` compiled and restored; each
+  mask comes back from its kernel's exact zeros. Train on with
+  `PruningCallback` and the same `fit` arguments.
+
+  Args:
+    model: a Keras 3 model loaded with `keras.models.load_model` (compiled,
+      so with its optimizer state), or any built model being trained on.
+    config: the `PruningConfig` the model was being pruned with.
+    steps_per_epoch: as given to `prune_keras3_model`.
+
+  Returns:
+    `model`, instrumented.
+
+  Raises:
+    ModelError: the model is not built or not compiled, has no prunable
+      layer, or is already being pruned.
+    UserInputError: a bad config or steps_per_epoch.
+
+  Example:
+    >>> pruned.save("mid.keras")  # during or between fit calls
+    >>> model = keras.models.load_model("mid.keras")
+    >>> model = resume_keras3_pruning(model, config, steps_per_epoch=40)
+    >>> model.fit(data, epochs=2, callbacks=[PruningCallback()])
+  """
+  if not isinstance(config, PruningConfig):
+    raise UserInputError(
+        f"config must be a PruningConfig, got {type(config).__name__}")
+  if not model.built:
+    raise ModelError(f"model {model.name!r} is not built: load it with "
+                     "keras.models.load_model before resuming its pruning")
+  if getattr(model, "optimizer", None) is None:
+    raise ModelError(
+        f"model {model.name!r} has no optimizer, so the pruning step "
+        "(optimizer.iterations) cannot carry over: load it with "
+        "keras.models.load_model(path) (compile=True), or start a new "
+        "schedule with prune_model")
+  if find_pruner(model) is not None:
+    raise ModelError(f"model {model.name!r} is already being pruned")
+  Keras3Pruner(model, config, steps_per_epoch)
+  return model
+
+
 def strip_keras3_pruning(model):
   """A Keras 3 model without pruning instrumentation, for export.
 
@@ -339,9 +501,11 @@ class Keras3PruningDriver:
 
   The step is the optimizer's `iterations` (read at the start of training
   and of each epoch, then counted), so a model restored by
-  `BackupAndRestore` continues its schedule. Before each execution of
-  `steps_per_execution` steps, the masks are updated for the latest update
-  step that execution reaches.
+  `BackupAndRestore` continues its schedule; at the first epoch of each
+  `fit` (after every callback's `on_train_begin`, so after a restore) the
+  masks are re-derived for that step (`Keras3Pruner.restore_masks`).
+  Before each execution of `steps_per_execution` steps, the masks are
+  updated for the latest update step that execution reaches.
   """
 
   def __init__(self, model):
@@ -352,17 +516,24 @@ class Keras3PruningDriver:
           "pruned; prune it first with tf_compress.pruning.prune_model")
     self.model = model
     self.step = 0
+    self._restore = False
+    _show_masks_to_step(model)  # the model trained may be an outer one
 
   def _sync(self):
+    _sync_state(self.model)
     optimizer = getattr(self.model, "optimizer", None)
     if optimizer is not None:
       self.step = int(ops.convert_to_numpy(optimizer.iterations))
 
   def on_train_begin(self):
     self._sync()
+    self._restore = True
 
   def on_epoch_begin(self):
     self._sync()
+    if self._restore:
+      self._restore = False
+      self.pruner.restore_masks(self.step)
 
   def on_train_batch_begin(self):
     per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
@@ -371,8 +542,10 @@ class Keras3PruningDriver:
       if self.pruner.is_update_step(step):
         due = step
     if due is not None:
+      _sync_state(self.model)
       self.pruner.update(due)
     self.step += per_execution
 
   def rows(self):
+    _sync_state(self.model)
     return self.pruner.rows()

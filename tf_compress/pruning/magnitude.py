@@ -15,7 +15,7 @@ default (1, 1) and pruned unstructured to the same target.
 
 import re
 
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
 
 from tf_compress._keras import check_model, is_keras3_object, keras
 from tf_compress.errors import ModelError, UserInputError

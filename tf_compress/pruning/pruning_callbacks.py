@@ -22,7 +22,7 @@ both scopes agree on what step N is.
 
 import os
 
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
 
 from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras, register, tf

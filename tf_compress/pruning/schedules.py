@@ -18,7 +18,7 @@ Steps are tfmot's `pruning_step`: the wrappers count training steps in the
 graph, starting at 1 for the first step.
 """
 
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
 
 from tf_compress._keras import keras, register, tf
 from tf_compress.errors import UserInputError

@@ -7,10 +7,12 @@ stripped export share names.
 """
 
 from tf_compress._keras import keras  # pylint: disable=g-bad-import-order
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
+from tf_compress._tfmot import tfmot_module
 # tfmot exports neither the wrapper class nor the registry's tables.
-from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # pylint: disable=line-too-long
-from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude  # pylint: disable=line-too-long
+prune_registry = tfmot_module("python.core.sparsity.keras.prune_registry")
+PruneLowMagnitude = tfmot_module(
+    "python.core.sparsity.keras.pruning_wrapper").PruneLowMagnitude
 
 from tf_compress.models.graph import iter_layers
 

@@ -1,5 +1,10 @@
 """Quantization-aware training, weight clustering and collaborative schemes.
 
+QAT follows the model: a Keras 3 model gets the native engine
+(`keras3_qat`: BatchNormalization folded, ReLU fused, subclassed and nested
+models instrumented in place), a tf_keras model tfmot's wrappers. Clustering
+and the collaborative schemes are tfmot's, for tf_keras models.
+
     from tf_compress import quantization
 
     qat = quantization.quantize_model(model)          # or layers=["fc.*"]
@@ -26,6 +31,8 @@ from tf_compress.quantization.clustering import unique_values_per_layer
 from tf_compress.quantization.collaborative import cqat_model
 from tf_compress.quantization.collaborative import pqat_model
 from tf_compress.quantization.collaborative import prune_then_cluster
+from tf_compress.quantization import keras3_qat
+from tf_compress.quantization.keras3_qat import QATState
 from tf_compress.quantization.qat import find_quantizers
 from tf_compress.quantization.qat import load_qat_model
 from tf_compress.quantization.qat import quantize_model
@@ -36,6 +43,8 @@ __all__ = [
     # Quantization-aware training.
     "find_quantizers", "FrozenRangeQuantizer", "load_qat_model",
     "QATFreezeCallback", "quantize_model", "SCHEMES", "strip_quantization",
+    # The Keras 3 QAT engine.
+    "keras3_qat", "QATState",
     # Clustering.
     "CLUSTER_INITS", "cluster_model", "find_clustering_wrappers",
     "strip_clustering", "unique_values_per_layer",

@@ -20,12 +20,16 @@ attention layers are not handled here.
 import numbers
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
+from tf_compress._tfmot import tfmot_module
 # tfmot exports neither the wrapper class, nor the registry's weight table,
 # nor (in its public API) the cluster_weights that preserves sparsity.
-from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry  # pylint: disable=line-too-long
-from tensorflow_model_optimization.python.core.clustering.keras.cluster_wrapper import ClusterWeights  # pylint: disable=line-too-long
-from tensorflow_model_optimization.python.core.clustering.keras.experimental import cluster as experimental_cluster  # pylint: disable=line-too-long
+clustering_registry = tfmot_module(
+    "python.core.clustering.keras.clustering_registry")
+ClusterWeights = tfmot_module(
+    "python.core.clustering.keras.cluster_wrapper").ClusterWeights
+experimental_cluster = tfmot_module(
+    "python.core.clustering.keras.experimental.cluster")
 
 from tf_compress._keras import check_model, keras
 from tf_compress.errors import ModelError, UserInputError

@@ -27,7 +27,7 @@ fix, tfmot left the kernel of a Conv2D followed by a ReLU layer outside
 the preserving quantizer, and its zeros and clusters drifted in training.
 """
 
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
 
 from tf_compress.errors import ModelError
 from tf_compress.pruning.sparsity_stats import sparsity_table

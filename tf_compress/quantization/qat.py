@@ -38,18 +38,22 @@ Save QAT models as `.h5` and load them with `load_qat_model`: tfmot 0.8.1's
 
 import re
 
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
+from tf_compress._tfmot import tfmot_module
 # tfmot exports neither the annotate wrapper, nor NoOpActivation, nor its
 # layer registries' classes (only their instances through the schemes).
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_aware_activation  # pylint: disable=line-too-long
-from tensorflow_model_optimization.python.core.quantization.keras.quantize_annotate import QuantizeAnnotate  # pylint: disable=line-too-long
+quantize_aware_activation = tfmot_module(
+    "python.core.quantization.keras.quantize_aware_activation")
+QuantizeAnnotate = tfmot_module(
+    "python.core.quantization.keras.quantize_annotate").QuantizeAnnotate
 
-from tf_compress._keras import check_model, keras
+from tf_compress._keras import check_model, is_keras3_object, keras
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.models.graph import check_graph_model
 from tf_compress.models.graph import clone_with_weights
 from tf_compress.models.graph import copy_layer
 from tf_compress.models.persistence import load_tfmot_model
+from tf_compress.quantization import keras3_qat
 
 __all__ = ["SCHEMES", "quantize_model", "strip_quantization",
            "load_qat_model", "find_quantizers"]
@@ -337,24 +341,35 @@ def quantize_model(model, layers=None, layer_types=None, scheme="8bit"):
   with `tfmot.quantization.keras.quantize_annotate_layer` (a custom layer
   with its own `QuantizeConfig`) are quantized with that config.
 
+  A Keras 3 model gets the native engine instead (`keras3_qat`): any
+  model type, nested ones included, 8-bit scheme only.
+
   Args:
     model: a built tf_keras Sequential or Functional model (no nested
-      models, no pruning or clustering wrappers: strip them first).
+      models, no pruning or clustering wrappers: strip them first), or a
+      built Keras 3 model.
     layers: None (all layers), or regular expressions matching the whole
       names of the layers to quantize; the others stay float.
     layer_types: None (all), or class names such as `["Conv2D", "Dense"]`.
     scheme: one of `SCHEMES`: `8bit` or `16x8` (see the module docstring).
 
   Returns:
-    A new, uncompiled `keras.Model` with tfmot's quantize wrappers.
+    A new, uncompiled `keras.Model` with tfmot's quantize wrappers; for
+    Keras 3, see `keras3_qat.quantize_keras3_model`.
 
   Raises:
-    TypeError: for a Keras 3 model.
     UserInputError: an unknown scheme or a bad `layers`/`layer_types`.
     ModelError: the model is subclassed, nested or wrapped; a chosen layer
       is one tfmot cannot quantize (a custom layer: the message says how to
       annotate it or leave it out); or no layer is chosen.
   """
+  if is_keras3_object(model):
+    if scheme != "8bit":
+      raise UserInputError(
+          f"quantize_model scheme {scheme!r}: the Keras 3 engine trains the "
+          "8-bit scheme only; for int16x8, export the float model with "
+          "convert_to_tflite(model, 'int16x8', representative_data=...)")
+    return keras3_qat.quantize_keras3_model(model, layers, layer_types)
   check_model(model)
   base = _base_scheme(scheme)
   return apply_scheme(model, base, layers, layer_types, "quantize_model")
@@ -395,6 +410,8 @@ def strip_quantization(model):
     TypeError: for a Keras 3 model.
     ModelError: for a subclassed model.
   """
+  if is_keras3_object(model):
+    return keras3_qat.strip_keras3_quantization(model)
   check_graph_model(model, "strip_quantization")
   sources = {}
 
@@ -448,15 +465,23 @@ def _float_weights(source, fresh):
   return keras.backend.batch_get_value(variables)
 
 
-def load_qat_model(path):
+def load_qat_model(path, layers=None, layer_types=None, safe_mode=True):
   """Loads a QAT model saved with `model.save` or `tf_compress.save_model`.
 
-  The file is read by `tf_compress.models.load_tfmot_model`, so models
-  that also hold pruning or clustering wrappers (PQAT, CQAT) load too.
+  A `.keras` file saved by Keras 3 is loaded by the Keras 3 engine
+  (`keras3_qat.load_keras3_qat_model`): made quantization-aware again with
+  the same `layers`/`layer_types`, then given its saved weights, ranges and
+  BatchNormalization statistics. Other files are read by
+  `tf_compress.models.load_tfmot_model`, so models that also hold pruning
+  or clustering wrappers (PQAT, CQAT) load too.
 
   Args:
-    path: an `.h5` file (or a SavedModel directory). tfmot 0.8.1 QAT models
-      saved as `.keras` do not load (see the module docstring).
+    path: a Keras 3 `.keras` file; or for tf_keras an `.h5` file (or a
+      SavedModel directory): tfmot 0.8.1 QAT models saved as `.keras` do
+      not load (see the module docstring).
+    layers: Keras 3 only: the `layers` given to `quantize_model`.
+    layer_types: Keras 3 only: the `layer_types` given to `quantize_model`.
+    safe_mode: Keras 3 only: Keras' safe mode (refuses `Lambda` layers).
 
   Returns:
     The QAT model (compiled when saved compiled).
@@ -464,4 +489,7 @@ def load_qat_model(path):
   Raises:
     ModelError: the file is missing or corrupt, or a `.keras` QAT file.
   """
+  if keras3_qat.saved_by_keras3(path):
+    return keras3_qat.load_keras3_qat_model(path, layers, layer_types,
+                                            safe_mode=safe_mode)
   return load_tfmot_model(path)

@@ -29,12 +29,14 @@ those kernels' ranges keep following the (clustered) kernels.
 import numbers
 
 from absl import logging
-import tensorflow_model_optimization as tfmot
+from tf_compress._tfmot import tfmot
+from tf_compress._tfmot import tfmot_module
 # tfmot's (de)serializers of quantizers, which its layers use.
-from tensorflow_model_optimization.python.core.quantization.keras import utils as quantize_utils  # pylint: disable=line-too-long
+quantize_utils = tfmot_module("python.core.quantization.keras.utils")
 
-from tf_compress._keras import keras, register
+from tf_compress._keras import is_keras3_object, keras, register
 from tf_compress.errors import ModelError, UserInputError
+from tf_compress.quantization import keras3_qat
 from tf_compress.quantization.qat import find_quantizers
 
 __all__ = ["QATFreezeCallback", "FrozenRangeQuantizer"]
@@ -156,9 +158,18 @@ class QATFreezeCallback(keras.callbacks.Callback):
     self.verbose = bool(verbose)
     self._restore = []
     self.frozen = False
+    self._keras3 = False
 
   def set_model(self, model):
     super().set_model(model)
+    self._keras3 = is_keras3_object(model)
+    if self._keras3:
+      if not keras3_qat.keras3_qat_states(model):
+        raise ModelError(
+            f"QATFreezeCallback: Keras 3 model {model.name!r} is not "
+            "quantization-aware; make it so first with "
+            "tf_compress.quantization.quantize_model")
+      return
     wrappers, inputs = find_quantizers(model)
     if not wrappers and not inputs:
       raise ModelError(
@@ -167,6 +178,11 @@ class QATFreezeCallback(keras.callbacks.Callback):
           "tf_compress.quantization.quantize_model")
 
   def on_train_begin(self, logs=None):
+    if self._keras3:
+      # A checkpoint saved while frozen holds frozen flags; freezing is this
+      # callback's job, so start from live ranges.
+      keras3_qat.freeze_keras3_qat(self.model, frozen=False)
+      return
     # A checkpoint saved while frozen loads with frozen input quantizers;
     # freezing is this callback's job, so start from live ranges.
     for layer in find_quantizers(self.model)[1]:
@@ -175,6 +191,14 @@ class QATFreezeCallback(keras.callbacks.Callback):
 
   def _freeze(self):
     """Swaps in frozen quantizers; records how to undo it."""
+    if self._keras3:
+      # The flags are variables that the compiled step reads: no retrace,
+      # except for a BatchNormalization that was not folded.
+      keras3_qat.freeze_keras3_qat(self.model, frozen=True)
+      self.frozen = True
+      if keras3_qat.unfolded_batch_norms(self.model):
+        self._rebuild()
+      return
     undo = []
     wrappers, inputs = find_quantizers(self.model)
     # pylint: disable=protected-access
@@ -224,6 +248,11 @@ class QATFreezeCallback(keras.callbacks.Callback):
     self.model.make_train_function(force=True)
 
   def _unfreeze(self):
+    if self._keras3:
+      keras3_qat.freeze_keras3_qat(self.model, frozen=False)
+      self.frozen = False
+      self.model.train_function = None
+      return
     for obj, name, value in reversed(self._restore):
       setattr(obj, name, value)
     self._restore = []
