@@ -26,8 +26,8 @@ def _pruned_mobilenet(seed):
 
 
 @pytest.mark.slow
-def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
-  pruned, x, _ = _pruned_mobilenet(0)
+def test_mobilenet_v2_pruned_to_half_then_qat_exports_all_int8(tmp_path):
+  pruned, x, y = _pruned_mobilenet(0)
   targets = pruning.find_pruner(pruned).targets
   assert len(targets) == 53  # 35 conv, 17 depthwise, 1 dense kernel
   kinds = {type(layer).__name__ for _, layer, _, _, _ in targets}
@@ -41,10 +41,7 @@ def test_mobilenet_v2_pruned_to_half_exports_all_int8(tmp_path):
   assert {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(
       info["ops"])
 
-
-@pytest.mark.slow
-def test_mobilenet_v2_pruned_then_qat_one_epoch_exports_all_int8(tmp_path):
-  pruned, x, y = _pruned_mobilenet(1)
+  # Then one epoch of QAT, and int8 from the fake-quant ranges alone.
   qat = quantization.quantize_model(pruning.strip_pruning(pruned))
   states = quantization.keras3_qat.keras3_qat_states(qat)
   # Every Conv2D is followed by BatchNormalization in MobileNetV2: all 52
