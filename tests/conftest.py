@@ -11,8 +11,14 @@ import pytest
 
 import tf_compress
 from tf_compress._keras import tf
+from tf_compress._tfmot import import_tfmot
 
 tf_compress.configure_logical_cpus(2)
+# Tests of the tfmot engine import tfmot directly, which would set
+# TF_USE_LEGACY_KERAS in this process; importing it first through
+# tf_compress's careful path keeps the environment as it was. (Whether
+# tf_compress imports tfmot at all is tested in fresh subprocesses.)
+import_tfmot()
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

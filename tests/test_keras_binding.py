@@ -103,6 +103,43 @@ def test_both_engines_in_one_process_either_import_order(first):
     assert out["sparsity"][name] == [0.5, 0.5], out
 
 
+_KERAS3_ONLY = """
+import keras
+import numpy as np
+import tf_compress as tfc
+x = np.random.default_rng(0).uniform(size=(64, 6, 6, 1)).astype("float32")
+y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
+model = keras.Sequential([keras.Input((6, 6, 1)),
+                          keras.layers.Conv2D(4, 3, use_bias=False),
+                          keras.layers.BatchNormalization(),
+                          keras.layers.ReLU(), keras.layers.Flatten(),
+                          keras.layers.Dense(2)])
+loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+pruned = tfc.pruning.prune_model(model, tfc.pruning.PruningConfig(
+    target_sparsity=0.5, frequency=1), steps_per_epoch=4)
+pruned.compile("adam", loss)
+pruned.fit(x, y, batch_size=16, epochs=1, verbose=0,
+           callbacks=[tfc.pruning.PruningCallback()])
+qat = tfc.quantization.quantize_model(tfc.pruning.strip_pruning(pruned))
+qat.compile("adam", loss)
+qat.fit(x, y, batch_size=16, epochs=2, verbose=0,
+        callbacks=[tfc.quantization.QATFreezeCallback(1)])
+data = tfc.export.convert_to_tflite(qat, "int8")
+tfc.model_stats(qat)
+tfc.analysis.model_summary(qat)
+""" + _PROBE + """
+out["kernels"] = tfc.export.inspect_tflite(data)["kernel_dtypes"]
+print(json.dumps(out))
+"""
+
+
+def test_keras3_engine_never_imports_tfmot():
+  out = _run(_KERAS3_ONLY)
+  assert out["kernels"] == {"int8": 2}
+  assert not out["tfmot_imported"]
+  assert out["env"] is None
+
+
 @pytest.mark.parametrize("func", [
     tf_compress.check_model,
     lambda m: tf_compress.quantization.cluster_model(m, 4),

@@ -28,9 +28,8 @@ from tf_compress.pruning.magnitude import pruning_custom_objects
 from tf_compress.pruning.magnitude import selected_layers
 from tf_compress.pruning.magnitude import strip_pruning
 from tf_compress.pruning.magnitude import takes_blocks
-from tf_compress.pruning.schedules import GlobalSparsity
+from tf_compress.pruning import schedules
 from tf_compress.pruning.schedules import make_pruning_schedule
-from tf_compress.pruning.schedules import MbyNSparsity
 from tf_compress.pruning.sparsity_stats import format_sparsity_table
 from tf_compress.pruning.sparsity_stats import overall_sparsity
 from tf_compress.pruning.sparsity_stats import sparsity_table
@@ -41,6 +40,19 @@ from tf_compress.pruning.slicing import slice_masked_model
 from tf_compress.pruning.slicing import slice_model
 from tf_compress.pruning.slicing import SliceResult
 from tf_compress.pruning.slicing_callback import SlicingCallback
+
+
+from tf_compress._tfmot import register_extension
+
+register_extension("tf_compress.pruning.tfmot_schedules")
+
+
+def __getattr__(name):
+  # tfmot's schedule subclasses: imported (with tfmot) on first use.
+  if name in ("GlobalSparsity", "MbyNSparsity"):
+    return getattr(schedules, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "parse_block_size", "takes_blocks",

@@ -231,7 +231,7 @@ def strip_pruning(model):
 
 def pruning_custom_objects():
   """The Keras custom objects a saved pruned model needs to load."""
-  objects = {"PruneLowMagnitude": PruneLowMagnitude}
+  objects = {"PruneLowMagnitude": PruneLowMagnitude.resolve()}
   for cls in (schedules.GlobalSparsity, schedules.MbyNSparsity):
     objects[keras.utils.get_registered_name(cls)] = cls
   return objects

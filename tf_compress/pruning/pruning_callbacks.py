@@ -1,7 +1,9 @@
 """`PruningCallback`: the one callback that training a pruned model needs.
 
-It extends tfmot's `UpdatePruningStep` (which starts the wrappers' step
-counters and re-applies the masks at each epoch end), runs the global-scope
+It does the work of tfmot's `UpdatePruningStep` (it starts the wrappers'
+step counters and re-applies the masks at each epoch end) without being a
+subclass of it, so that tfmot is imported only for tf_keras models; it runs
+the global-scope
 mask updates, and reports sparsity through `logs` and TensorBoard.
 
 The step. tfmot's wrappers count training steps themselves, inside the
@@ -21,8 +23,6 @@ both scopes agree on what step N is.
 """
 
 import os
-
-from tf_compress._tfmot import tfmot
 
 from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras, register, tf
@@ -55,7 +55,7 @@ def _write_scalar(tag, value, step):
 
 
 @register
-class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
+class PruningCallback(keras.callbacks.Callback):
   """Drives pruning during `fit` and reports sparsity.
 
   Finds the pruning wrappers anywhere in the model given to `fit` (nested
@@ -98,6 +98,7 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     self._last_steps = {}
     self._writer = None
     self._driver = None
+    self.prunable_layers = []
     # Keras 3: batch-end hooks may run asynchronously (this callback's do
     # nothing; its mask updates run in the synchronous batch-begin hook).
     self.async_safe = True
@@ -132,6 +133,11 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     self._last_steps = {}
     self._open_writer()
 
+  def _remask(self):
+    """tfmot's epoch-end duty: kernels = kernels * masks, in every wrapper."""
+    for wrapper in self.prunable_layers:
+      wrapper.pruning_obj.weight_mask_op()
+
   def _open_writer(self):
     if self.log_dir and self._writer is None:
       self._writer = tf.summary.create_file_writer(
@@ -150,8 +156,6 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
   def on_epoch_begin(self, epoch, logs=None):
     if self._driver is not None:
       self._driver.on_epoch_begin()
-      return
-    super().on_epoch_begin(epoch, logs)
 
   def on_train_batch_begin(self, batch, logs=None):
     if self._driver is not None:
@@ -176,7 +180,7 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     if self._driver is not None:
       rows = self._driver.rows()
     else:
-      super().on_epoch_end(epoch, logs)  # tfmot: weights = weights * mask
+      self._remask()
       rows = wrapper_rows(self._wrappers)
     overall = overall_sparsity(rows)
     if logs is not None:
@@ -195,7 +199,7 @@ class PruningCallback(tfmot.sparsity.keras.UpdatePruningStep):
     # the kernels masked for saving or stripping (the Keras 3 engine's
     # constraint keeps them masked after every step).
     if self._driver is None:
-      super().on_epoch_end(0)
+      self._remask()
     if self._writer is not None:
       self._writer.close()
       self._writer = None

@@ -6,20 +6,25 @@ wrapper is named after the layer it wraps, so a wrapped model and its
 stripped export share names.
 """
 
-from tf_compress._keras import keras  # pylint: disable=g-bad-import-order
+from tf_compress._keras import keras
+from tf_compress._tfmot import is_tfmot_instance
+from tf_compress._tfmot import lazy
 from tf_compress._tfmot import tfmot
-from tf_compress._tfmot import tfmot_module
-# tfmot exports neither the wrapper class nor the registry's tables.
-prune_registry = tfmot_module("python.core.sparsity.keras.prune_registry")
-PruneLowMagnitude = tfmot_module(
-    "python.core.sparsity.keras.pruning_wrapper").PruneLowMagnitude
-
 from tf_compress.models.graph import iter_layers
 
-__all__ = ["PruneLowMagnitude", "find_pruning_wrappers", "wrapper_name",
-           "prunable_weights", "prunable_status"]
+__all__ = ["PruneLowMagnitude", "is_pruning_wrapper", "find_pruning_wrappers",
+           "wrapper_name", "prunable_weights", "prunable_status"]
 
-_Registry = prune_registry.PruneRegistry
+# tfmot exports neither the wrapper class nor the registry's tables; both
+# are looked up on first use, so that tfmot is imported only for tf_keras.
+PruneLowMagnitude = lazy(
+    "python.core.sparsity.keras.pruning_wrapper:PruneLowMagnitude")
+_Registry = lazy("python.core.sparsity.keras.prune_registry:PruneRegistry")
+
+
+def is_pruning_wrapper(layer):
+  """True for tfmot's `PruneLowMagnitude` (never imports tfmot itself)."""
+  return is_tfmot_instance(layer, PruneLowMagnitude)
 
 
 def wrapper_name(path, wrapper):
@@ -37,7 +42,7 @@ def find_pruning_wrappers(model):
   """
   found, seen = [], set()
   for path, layer in iter_layers(model):
-    if isinstance(layer, PruneLowMagnitude) and id(layer) not in seen:
+    if is_pruning_wrapper(layer) and id(layer) not in seen:
       seen.add(id(layer))
       found.append((wrapper_name(path, layer), layer))
   return found
@@ -50,20 +55,21 @@ def _registry_weights(layer):
   reads the same tables without touching it.
   """
   # pylint: disable=protected-access
-  if type(layer) in _Registry._RNN_LAYERS:
+  registry = _Registry.resolve()
+  if type(layer) in registry._RNN_LAYERS:
     cell = layer.cell
     cells = cell.cells if isinstance(
         cell, keras.layers.StackedRNNCells) else [cell]
     found = []
     for cell in cells:
-      names = _Registry._RNN_CELLS_WEIGHTS_MAP.get(type(cell))
+      names = registry._RNN_CELLS_WEIGHTS_MAP.get(type(cell))
       if names:
         found += [getattr(cell, n) for n in names]
       elif isinstance(cell, tfmot.sparsity.keras.PrunableLayer):
         found += list(cell.get_prunable_weights())
     return found
   found = []
-  for name in _Registry._LAYERS_WEIGHTS_MAP.get(type(layer), []):
+  for name in registry._LAYERS_WEIGHTS_MAP.get(type(layer), []):
     obj = layer
     for part in name.split("."):
       obj = getattr(obj, part)

@@ -21,7 +21,7 @@ and the collaborative schemes are tfmot's, for tf_keras models.
     cqat = quantization.cqat_model(stripped)
 """
 
-from tf_compress.quantization.qat_callbacks import FrozenRangeQuantizer
+from tf_compress.quantization import qat_callbacks
 from tf_compress.quantization.qat_callbacks import QATFreezeCallback
 from tf_compress.quantization.clustering import CLUSTER_INITS
 from tf_compress.quantization.clustering import cluster_model
@@ -38,6 +38,19 @@ from tf_compress.quantization.qat import load_qat_model
 from tf_compress.quantization.qat import quantize_model
 from tf_compress.quantization.qat import SCHEMES
 from tf_compress.quantization.qat import strip_quantization
+
+
+from tf_compress._tfmot import register_extension
+
+register_extension("tf_compress.quantization.tfmot_qat_classes")
+
+
+def __getattr__(name):
+  # A tfmot subclass: imported (with tfmot) on first use.
+  if name == "FrozenRangeQuantizer":
+    return getattr(qat_callbacks, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     # Quantization-aware training.

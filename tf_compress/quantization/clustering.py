@@ -17,21 +17,15 @@ left alone (as tfmot does for small Conv2D kernels). Recurrent and
 attention layers are not handled here.
 """
 
+import collections.abc
 import numbers
 
 import numpy as np
-from tf_compress._tfmot import tfmot
-from tf_compress._tfmot import tfmot_module
-# tfmot exports neither the wrapper class, nor the registry's weight table,
-# nor (in its public API) the cluster_weights that preserves sparsity.
-clustering_registry = tfmot_module(
-    "python.core.clustering.keras.clustering_registry")
-ClusterWeights = tfmot_module(
-    "python.core.clustering.keras.cluster_wrapper").ClusterWeights
-experimental_cluster = tfmot_module(
-    "python.core.clustering.keras.experimental.cluster")
 
 from tf_compress._keras import check_model, keras
+from tf_compress._tfmot import is_tfmot_instance
+from tf_compress._tfmot import lazy
+from tf_compress._tfmot import tfmot
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.models.graph import check_graph_model
 from tf_compress.quantization.qat import check_plain_model
@@ -41,15 +35,34 @@ from tf_compress.quantization.qat import layer_filter
 __all__ = ["CLUSTER_INITS", "cluster_model", "strip_clustering",
            "unique_values_per_layer", "find_clustering_wrappers"]
 
-_Init = tfmot.clustering.keras.CentroidInitialization
-CLUSTER_INITS = {
-    "kmeans++": _Init.KMEANS_PLUS_PLUS,
-    "linear": _Init.LINEAR,
-    "density": _Init.DENSITY_BASED,
-    "random": _Init.RANDOM,
-}
-# pylint: disable-next=protected-access
-_WEIGHT_NAMES = clustering_registry.ClusteringRegistry._LAYERS_WEIGHTS_MAP
+# tfmot, looked up on first use (only tf_keras models need it). It exports
+# neither the wrapper class, nor the registry's weight table, nor (in its
+# public API) the cluster_weights that preserves sparsity.
+_Init = lazy("clustering.keras.CentroidInitialization")
+ClusterWeights = lazy(
+    "python.core.clustering.keras.cluster_wrapper:ClusterWeights")
+experimental_cluster = lazy("python.core.clustering.keras.experimental.cluster:"
+                            "cluster_weights")
+_REGISTRY = lazy(
+    "python.core.clustering.keras.clustering_registry:ClusteringRegistry")
+_INIT_MEMBERS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR",
+                 "density": "DENSITY_BASED", "random": "RANDOM"}
+
+
+class _Inits(collections.abc.Mapping):
+  """Our names of tfmot's `CentroidInitialization` members (read lazily)."""
+
+  def __getitem__(self, name):
+    return getattr(_Init.resolve(), _INIT_MEMBERS[name])
+
+  def __iter__(self):
+    return iter(_INIT_MEMBERS)
+
+  def __len__(self):
+    return len(_INIT_MEMBERS)
+
+
+CLUSTER_INITS = _Inits()
 
 
 def _check_num_clusters(num_clusters):
@@ -62,7 +75,7 @@ def _check_num_clusters(num_clusters):
 
 
 def _check_init(init):
-  if isinstance(init, _Init):
+  if is_tfmot_instance(init, _Init):
     return init
   if not isinstance(init, str) or init not in CLUSTER_INITS:
     raise UserInputError(
@@ -79,11 +92,12 @@ def clusterable_weights(layer):
     BatchNormalization or DepthwiseConv2D), or None for a layer with
     trainable weights that tfmot cannot cluster (a custom layer).
   """
-  if isinstance(layer, ClusterWeights):
+  if is_tfmot_instance(layer, ClusterWeights):
     layer = layer.layer
   if isinstance(layer, tfmot.clustering.keras.ClusterableLayer):
     return list(layer.get_clusterable_weights())
-  names = _WEIGHT_NAMES.get(type(layer))
+  # pylint: disable-next=protected-access
+  names = _REGISTRY._LAYERS_WEIGHTS_MAP.get(type(layer))
   if names is None:
     return None if layer.trainable_weights else []
   if not layer.trainable_weights:
@@ -166,7 +180,7 @@ def cluster_model(model, num_clusters, init="kmeans++", layers=None,
   def wrap(layer):
     if id(layer) not in wrap_ids:
       return layer
-    return experimental_cluster.cluster_weights(
+    return experimental_cluster(
         layer, num_clusters, centroid_init,
         preserve_sparsity=bool(preserve_sparsity))
 
@@ -175,7 +189,8 @@ def cluster_model(model, num_clusters, init="kmeans++", layers=None,
 
 def find_clustering_wrappers(model):
   """The tfmot `ClusterWeights` wrappers of `model`, in model order."""
-  return [layer for layer in model.layers if isinstance(layer, ClusterWeights)]
+  return [layer for layer in model.layers
+          if is_tfmot_instance(layer, ClusterWeights)]
 
 
 def strip_clustering(model):

@@ -27,7 +27,7 @@ fix, tfmot left the kernel of a Conv2D followed by a ReLU layer outside
 the preserving quantizer, and its zeros and clusters drifted in training.
 """
 
-from tf_compress._tfmot import tfmot
+from tf_compress._tfmot import lazy
 
 from tf_compress.errors import ModelError
 from tf_compress.pruning.sparsity_stats import sparsity_table
@@ -38,7 +38,7 @@ from tf_compress.quantization.qat import check_plain_model
 __all__ = ["pqat_model", "cqat_model", "prune_then_cluster",
            "MAX_CLUSTERS"]
 
-_combine = tfmot.experimental.combine
+_combine = lazy("experimental.combine")
 # tfmot's CQAT treats a kernel with more distinct values as not clustered.
 MAX_CLUSTERS = 1024
 

@@ -38,16 +38,11 @@ Save QAT models as `.h5` and load them with `load_qat_model`: tfmot 0.8.1's
 
 import re
 
-from tf_compress._tfmot import tfmot
-from tf_compress._tfmot import tfmot_module
-# tfmot exports neither the annotate wrapper, nor NoOpActivation, nor its
-# layer registries' classes (only their instances through the schemes).
-quantize_aware_activation = tfmot_module(
-    "python.core.quantization.keras.quantize_aware_activation")
-QuantizeAnnotate = tfmot_module(
-    "python.core.quantization.keras.quantize_annotate").QuantizeAnnotate
+import importlib
 
 from tf_compress._keras import check_model, is_keras3_object, keras
+from tf_compress._tfmot import is_tfmot_instance
+from tf_compress._tfmot import lazy
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.models.graph import check_graph_model
 from tf_compress.models.graph import clone_with_weights
@@ -58,13 +53,14 @@ from tf_compress.quantization import keras3_qat
 __all__ = ["SCHEMES", "quantize_model", "strip_quantization",
            "load_qat_model", "find_quantizers"]
 
-tq = tfmot.quantization.keras
+# tfmot, looked up on first use (only tf_keras models need it). tfmot
+# exports neither the annotate wrapper nor NoOpActivation.
+tq = lazy("quantization.keras")
+QuantizeAnnotate = lazy(
+    "python.core.quantization.keras.quantize_annotate:QuantizeAnnotate")
+_NoOpActivation = lazy(
+    "python.core.quantization.keras.quantize_aware_activation:NoOpActivation")
 SCHEMES = ("8bit", "16x8")
-
-_NoOpActivation = quantize_aware_activation.NoOpActivation
-# Layer classes whose NoOp config from LayerReLUQuantize is undone.
-_WEIGHTED = ("Conv2D", "DepthwiseConv2D", "Dense")
-_RELU_CONSUMERS = ("ReLU", "Activation")
 # tfmot wrappers, by class name along the MRO (not all are exported).
 _TFMOT_WRAPPERS = {
     "QuantizeWrapper": "quantization-aware (QAT)",
@@ -122,7 +118,7 @@ def check_plain_model(model, what):
 
 
 def _copy_layer(layer):
-  if isinstance(layer, QuantizeAnnotate):
+  if is_tfmot_instance(layer, QuantizeAnnotate):
     # The user's own annotation (a QuantizeConfig for a custom layer) stays.
     return QuantizeAnnotate(_copy_layer(layer.layer),
                             quantize_config=layer.quantize_config,
@@ -198,52 +194,10 @@ def layer_filter(layers, layer_types):
   return chosen
 
 
-class _KeepWeightsBeforeReLU(tq.QuantizeLayoutTransform):
-  """A scheme's layout transform, without LayerReLUQuantize's weight loss.
-
-  See the module docstring. A config the user gave the layer (its own
-  annotation) is restored as it was.
-  """
-
-  def __init__(self, base):
-    self._base = base
-
-  def apply(self, model, layer_quantize_map):
-    before = {name: meta.get("quantize_config")
-              for name, meta in layer_quantize_map.items()}
-    model, layer_quantize_map = self._base.apply(model, layer_quantize_map)
-    for layer in model.layers:
-      if type(layer).__name__ not in _WEIGHTED:
-        continue
-      meta = layer_quantize_map.get(layer.name)
-      config = (meta or {}).get("quantize_config")
-      original = before.get(layer.name)
-      if (type(config).__name__ != "NoOpQuantizeConfig" or
-          type(original).__name__ == "NoOpQuantizeConfig"):
-        continue
-      nodes = layer._outbound_nodes  # pylint: disable=protected-access
-      consumers = [node.outbound_layer for node in nodes]
-      if len(consumers) != 1 or (
-          type(consumers[0]).__name__ not in _RELU_CONSUMERS):
-        continue
-      meta["quantize_config"] = original
-      if getattr(layer.activation, "__name__", None) == "linear":
-        # quantize_apply wraps this very layer object.
-        layer.activation = _NoOpActivation()
-    return model, layer_quantize_map
-
-
-class _Scheme(tq.QuantizeScheme):
-  """A tfmot scheme with `_KeepWeightsBeforeReLU` as its layout transform."""
-
-  def __init__(self, base):
-    self._base = base
-
-  def get_layout_transformer(self):
-    return _KeepWeightsBeforeReLU(self._base.get_layout_transformer())
-
-  def get_quantize_registry(self):
-    return self._base.get_quantize_registry()
+def _scheme_class():
+  """`KeepWeightsScheme` (it subclasses a tfmot class: imports tfmot)."""
+  module = importlib.import_module("tf_compress.quantization.tfmot_qat_classes")
+  return module.KeepWeightsScheme
 
 
 def _base_scheme(scheme):
@@ -295,9 +249,9 @@ def apply_scheme(model, base_scheme, layers, layer_types, what):
   copy = copy_model(model, what)
   annotate = {id(layer) for layer in copy.layers
               if not isinstance(layer, (keras.layers.InputLayer,
-                                        QuantizeAnnotate))
+                                        QuantizeAnnotate.resolve()))
               and chosen(layer)}
-  if not annotate and not any(isinstance(layer, QuantizeAnnotate)
+  if not annotate and not any(is_tfmot_instance(layer, QuantizeAnnotate)
                               for layer in copy.layers):
     raise ModelError(
         f"no layer of model {model.name!r} is selected for quantization-"
@@ -311,7 +265,7 @@ def apply_scheme(model, base_scheme, layers, layer_types, what):
   annotated = keras.models.clone_model(copy, clone_function=wrap)
   try:
     with tq.quantize_scope():
-      return tq.quantize_apply(annotated, _Scheme(base_scheme))
+      return tq.quantize_apply(annotated, _scheme_class()(base_scheme))
   except (RuntimeError, ValueError) as exc:
     # tfmot refuses a layer its scheme's registry lacks, unless a layout
     # transform gave it a config (a BatchNormalization after a Conv2D).
@@ -423,7 +377,8 @@ def strip_quantization(model):
     # The wrapped layer's activation serializes as a QuantizeAwareActivation,
     # which deserializes (in quantize_scope) to the original activation.
     fresh = inner.__class__.from_config(inner.get_config())
-    if isinstance(getattr(fresh, "activation", None), _NoOpActivation):
+    if is_tfmot_instance(getattr(fresh, "activation", None),
+                         _NoOpActivation):
       fresh.activation = keras.activations.linear
     sources[fresh.name] = layer
     return fresh

@@ -28,77 +28,36 @@ those kernels' ranges keep following the (clustered) kernels.
 
 import numbers
 
+import importlib
+
 from absl import logging
-from tf_compress._tfmot import tfmot
-from tf_compress._tfmot import tfmot_module
-# tfmot's (de)serializers of quantizers, which its layers use.
-quantize_utils = tfmot_module("python.core.quantization.keras.utils")
 
 from tf_compress._keras import is_keras3_object, keras, register
+from tf_compress._tfmot import tfmot_is_imported
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.quantization import keras3_qat
 from tf_compress.quantization.qat import find_quantizers
 
 __all__ = ["QATFreezeCallback", "FrozenRangeQuantizer"]
 
-tq = tfmot.quantization.keras
 # Quantizers whose `training` flag does more than update ranges.
 _TRAINING_SENSITIVE = ("ClusterPreserveDefaultWeightsQuantizer",)
 
 
-@register
-class FrozenRangeQuantizer(tq.quantizers.Quantizer):
-  """Runs a tfmot quantizer with its ranges frozen (`training=False`).
+def _frozen_class():
+  """`FrozenRangeQuantizer` (it subclasses tfmot's, so it imports tfmot)."""
+  module = importlib.import_module("tf_compress.quantization.tfmot_qat_classes")
+  return module.FrozenRangeQuantizer
 
-  The stored min/max variables quantize; they are never updated. Used by
-  `QATFreezeCallback`; registered so that a model saved while frozen (a
-  checkpoint in the middle of `fit`) still loads. Such a model's input
-  quantize layers stay frozen until a `QATFreezeCallback` trains it again.
 
-  Args:
-    quantizer: the tfmot `Quantizer` to freeze.
-
-  Example:
-    >>> frozen = FrozenRangeQuantizer(
-    ...     tfmot.quantization.keras.quantizers.MovingAverageQuantizer(
-    ...         8, False, False, False))
-  """
-
-  def __init__(self, quantizer):
-    if not isinstance(quantizer, tq.quantizers.Quantizer):
-      raise UserInputError(
-          "FrozenRangeQuantizer needs a tfmot Quantizer, got "
-          f"{type(quantizer).__name__}")
-    self.quantizer = quantizer
-
-  def build(self, tensor_shape, name, layer):
-    return self.quantizer.build(tensor_shape, name, layer)
-
-  def __call__(self, inputs, training, weights, **kwargs):
-    del training  # Always inference: no range update.
-    return self.quantizer(inputs, False, weights, **kwargs)
-
-  def get_config(self):
-    # tfmot's own (legacy) format, as its layers serialize quantizers.
-    return {"quantizer": quantize_utils.serialize_keras_object(
-        self.quantizer)}
-
-  @classmethod
-  def from_config(cls, config):
-    with tq.quantize_scope():
-      quantizer = quantize_utils.deserialize_keras_object(config["quantizer"])
-    return cls(quantizer)
-
-  def __eq__(self, other):
-    return (isinstance(other, FrozenRangeQuantizer) and
-            self.quantizer == other.quantizer)
-
-  def __ne__(self, other):
-    return not self.__eq__(other)
+def __getattr__(name):
+  if name == "FrozenRangeQuantizer":
+    return _frozen_class()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _freezable(quantizer):
-  if quantizer is None or isinstance(quantizer, FrozenRangeQuantizer):
+  if quantizer is None or isinstance(quantizer, _frozen_class()):
     return False
   return not any(base.__name__ in _TRAINING_SENSITIVE
                  for base in type(quantizer).__mro__)
@@ -186,7 +145,7 @@ class QATFreezeCallback(keras.callbacks.Callback):
     # A checkpoint saved while frozen loads with frozen input quantizers;
     # freezing is this callback's job, so start from live ranges.
     for layer in find_quantizers(self.model)[1]:
-      if isinstance(layer.quantizer, FrozenRangeQuantizer):
+      if isinstance(layer.quantizer, _frozen_class()):
         layer.quantizer = layer.quantizer.quantizer
 
   def _freeze(self):
@@ -205,23 +164,23 @@ class QATFreezeCallback(keras.callbacks.Callback):
     for wrapper in wrappers:
       weight_vars = list(wrapper._weight_vars)
       wrapper._weight_vars = [
-          (w, FrozenRangeQuantizer(q) if _freezable(q) else q, v)
+          (w, _frozen_class()(q) if _freezable(q) else q, v)
           for w, q, v in weight_vars]
       undo.append((wrapper, "_weight_vars", weight_vars))
       for activation in wrapper._quantize_activations:
         if _freezable(activation.quantizer):
           undo.append((activation, "quantizer", activation.quantizer))
-          activation.quantizer = FrozenRangeQuantizer(activation.quantizer)
+          activation.quantizer = _frozen_class()(activation.quantizer)
       outputs = list(getattr(wrapper, "_output_quantizers", None) or [])
       if outputs:
         wrapper._output_quantizers = [
-            FrozenRangeQuantizer(q) if _freezable(q) else q for q in outputs]
+            _frozen_class()(q) if _freezable(q) else q for q in outputs]
         undo.append((wrapper, "_output_quantizers", outputs))
     # pylint: enable=protected-access
     for layer in inputs:
       if _freezable(layer.quantizer):
         undo.append((layer, "quantizer", layer.quantizer))
-        layer.quantizer = FrozenRangeQuantizer(layer.quantizer)
+        layer.quantizer = _frozen_class()(layer.quantizer)
     for layer, wrapper in _batchnorm_layers(self.model):
       if not layer.trainable:
         continue
