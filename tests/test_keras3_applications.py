@@ -15,11 +15,12 @@ def _pruned_mobilenet(seed):
   model = keras.applications.MobileNetV2(
       input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
   rng = np.random.RandomState(seed)
-  x = rng.rand(32, 96, 96, 3).astype("float32")
-  y = rng.randint(0, 10, 32)
+  x = rng.rand(16, 96, 96, 3).astype("float32")
+  y = rng.randint(0, 10, 16)
   pruned = pruning.prune_model(model, pruning.PruningConfig(
-      target_sparsity=0.5, frequency=1), steps_per_epoch=2)
-  pruned.compile("adam", "sparse_categorical_crossentropy")
+      target_sparsity=0.5, frequency=1), steps_per_epoch=1)
+  pruned.compile("adam", "sparse_categorical_crossentropy",
+                 jit_compile=False)  # XLA would compile for ~10 s more
   pruned.fit(x, y, batch_size=16, epochs=1, verbose=0,
              callbacks=[pruning.PruningCallback()])
   return pruned, x, y
@@ -48,7 +49,7 @@ def test_mobilenet_v2_pruned_to_half_then_qat_exports_all_int8(tmp_path):
   # convolutions fold it, so no BatchNormalization keeps a range.
   assert not [layer.name for layer, _ in states
               if type(layer).__name__ == "BatchNormalization"]
-  qat.compile("adam", "sparse_categorical_crossentropy")
+  qat.compile("adam", "sparse_categorical_crossentropy", jit_compile=False)
   qat.fit(x, y, batch_size=16, epochs=1, verbose=0)
   info = export.export_tflite(qat, tmp_path / "mnv2_qat.tflite", "int8")
   assert info["kernel_dtypes"] == {"int8": 53}

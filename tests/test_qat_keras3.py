@@ -314,3 +314,37 @@ def test_qat_trains_under_mirrored_strategy(float_model, digits,
 def test_model_stats_do_not_count_ranges(float_model, qat_model):
   assert tfc.analysis.count_params(qat_model) == tfc.analysis.count_params(
       float_model)
+
+
+def test_freeze_and_thaw_keep_an_unfolded_bn_trainable_flag():
+  inputs = keras.Input((6,))
+  x = keras.layers.Dense(4, activation="relu", name="fc")(inputs)
+  x = keras.layers.BatchNormalization(name="own_bn")(x)  # after a ReLU
+  frozen_bn = keras.layers.BatchNormalization(name="user_frozen_bn")
+  frozen_bn.trainable = False
+  model = keras.Model(inputs, frozen_bn(x))
+  qat = tfc.quantization.quantize_model(model)
+  own, user = qat.get_layer("own_bn"), qat.get_layer("user_frozen_bn")
+  assert {l.name for l in keras3_qat.unfolded_batch_norms(qat)} == {
+      "own_bn", "user_frozen_bn"}
+  keras3_qat.freeze_keras3_qat(qat)
+  assert not own.trainable and not user.trainable
+  keras3_qat.freeze_keras3_qat(qat, frozen=False)
+  assert own.trainable and not user.trainable
+  # Through the callback, in fit: the unfolded BN stops following batches.
+  qat.compile("adam", "mse")
+  x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
+  mean_before = None
+
+  class Probe(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+      nonlocal mean_before
+      if epoch == 1:
+        mean_before = np.array(own.moving_mean.numpy())
+
+  history = qat.fit(x, x[:, :4], epochs=3, batch_size=16, verbose=0,
+                    callbacks=[tfc.quantization.QATFreezeCallback(2),
+                               Probe()])
+  assert history.history["qat_frozen"] == [0.0, 0.0, 1.0]
+  np.testing.assert_array_equal(own.moving_mean.numpy(), mean_before)
+  assert own.trainable and not user.trainable

@@ -243,6 +243,17 @@ def _bias_shape(layer, outputs):
   return (1, -1) + (1,) * (rank - 2)
 
 
+def _training(layer):
+  """The training flag of the `__call__` in progress (Keras' call context)."""
+  # pylint: disable-next=protected-access
+  return bool(layer._get_call_context().training)
+
+
+def _operation(tensor):
+  # pylint: disable-next=protected-access
+  return tensor._keras_history.operation
+
+
 def _weights_call(layer, state, plan):
   """The instrumented `call` of a Dense or convolution layer."""
   name = _kind_name(layer)
@@ -254,7 +265,7 @@ def _weights_call(layer, state, plan):
 
   def call(inputs, *args, **kwargs):
     del args, kwargs
-    training = bool(layer._get_call_context().training)  # pylint: disable=protected-access
+    training = _training(layer)
     x = inputs
     if 0 in state.quantized_inputs:
       x = state.fake_quant("input_0", x, training)
@@ -322,7 +333,7 @@ def _range_call(layer, state, original):
   """The instrumented `call` of a weightless layer with a range."""
 
   def call(*args, **kwargs):
-    training = bool(layer._get_call_context().training)  # pylint: disable=protected-access
+    training = _training(layer)
     if state.quantized_inputs and args:
       first = args[0]
       if isinstance(first, (list, tuple)):
@@ -391,10 +402,9 @@ def _graph_of(model):
   nodes = []
   for depth in sorted(by_depth, reverse=True):
     for node in by_depth[depth]:
-      producers = [t._keras_history.operation  # pylint: disable=protected-access
-                   for t in node.input_tensors]
+      producers = [_operation(t) for t in node.input_tensors]
       nodes.append((node.operation, producers))
-  outputs = {id(t._keras_history.operation) for t in graph.outputs}  # pylint: disable=protected-access
+  outputs = {id(_operation(t)) for t in graph.outputs}
   return nodes, outputs
 
 
@@ -559,6 +569,7 @@ def _chosen(model, layers, layer_types):
 def _instrument(layer, plan):
   if plan.get("identity"):
     layer._tf_compress_qat_call = layer.call  # pylint: disable=protected-access
+    layer._tf_compress_qat_folded = True  # pylint: disable=protected-access
     object.__setattr__(layer, "call", _identity_call)
     return
   state = QATState(inputs=sorted(plan.get("inputs", ())),
@@ -667,7 +678,7 @@ def unfolded_batch_norms(model):
   """The BatchNormalization layers of a QAT model that were not folded."""
   return [layer for layer in _leaves(model)
           if _class_name(layer) == "BatchNormalization" and
-          getattr(layer, "_tf_compress_qat_call", None) is None]
+          not getattr(layer, "_tf_compress_qat_folded", False)]
 
 
 def freeze_keras3_qat(model, frozen=True):
@@ -682,8 +693,17 @@ def freeze_keras3_qat(model, frozen=True):
     state.frozen.assign(value)
     state.bn_frozen.assign(value)
   for layer in unfolded_batch_norms(model):
-    # A BN that is not folded runs in inference mode once frozen.
-    layer.trainable = not frozen
+    # A BN that is not folded runs in inference mode once frozen; thawing
+    # gives it back the trainable flag it had.
+    if frozen:
+      if not hasattr(layer, "_tf_compress_bn_trainable"):
+        # pylint: disable-next=protected-access
+        layer._tf_compress_bn_trainable = layer.trainable
+      layer.trainable = False
+    elif hasattr(layer, "_tf_compress_bn_trainable"):
+      # pylint: disable-next=protected-access
+      layer.trainable = layer._tf_compress_bn_trainable
+      del layer._tf_compress_bn_trainable
   return len(states)
 
 
@@ -704,6 +724,8 @@ def strip_keras3_quantization(model):
     if original is not None:
       object.__setattr__(layer, "call", original)
       del layer._tf_compress_qat_call  # pylint: disable=protected-access
+      if hasattr(layer, "_tf_compress_qat_folded"):
+        del layer._tf_compress_qat_folded  # pylint: disable=protected-access
     if hasattr(layer, QAT_STATE_ATTRIBUTE):
       state = getattr(layer, QAT_STATE_ATTRIBUTE)
       # pylint: disable-next=protected-access
