@@ -1,8 +1,8 @@
 """The one import of tensorflow-model-optimization (tfmot), on first use.
 
-tfmot sets `os.environ["TF_USE_LEGACY_KERAS"] = "1"` when it is imported,
-and if `tf.keras` has not been resolved yet, that flips the user's `tf.keras`
-to Keras 2. `tfmot` here is a proxy that imports tfmot on first attribute
+Importing tfmot turns on the legacy-Keras environment switch, and if
+`tf.keras` has not been resolved yet, that flips the user's `tf.keras` to
+Keras 2. `tfmot` here is a proxy that imports tfmot on first attribute
 access, after resolving `tf.keras` as the user's environment says, and then
 puts `TF_USE_LEGACY_KERAS` back as it was. So importing tf_compress, or
 using the Keras 3 engine, never imports tfmot, and using the tfmot engine

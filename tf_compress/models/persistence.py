@@ -38,7 +38,7 @@ from tf_compress.models.graph import clone_with_weights
 from tf_compress.models.graph import is_graph_model
 
 __all__ = ["load_model", "load_tfmot_model", "save_model",
-           "check_model_fits"]
+           "check_model_fits", "saved_by_keras3"]
 
 _LAMBDA_LAYER = re.compile(r"\bLambda`? layer")
 
@@ -96,6 +96,17 @@ def _saved_version(path):
 def _is_keras3_version(version):
   major = (version or "").split(".")[0]
   return major.isdigit() and int(major) >= 3
+
+
+def saved_by_keras3(path):
+  """True when the saved file at `path` records Keras 3 (or later).
+
+  Raises:
+    ModelError: a zip file that is not a saved Keras model, or an unreadable
+      `.keras`/`.h5` file.
+  """
+  path = os.fspath(path)
+  return os.path.exists(path) and _is_keras3_version(_saved_version(path))
 
 
 def _unsafe_error(exc):

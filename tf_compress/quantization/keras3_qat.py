@@ -31,7 +31,6 @@ the TensorFlow backend), so `convert_to_tflite(qat, "int8")` needs no
 calibration data.
 """
 
-import json
 import os
 import re
 import tempfile
@@ -42,11 +41,12 @@ from keras import ops
 
 from tf_compress.errors import ModelError
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import is_graph_model
+from tf_compress.models.persistence import load_model
 
 __all__ = ["QATState", "quantize_keras3_model", "strip_keras3_quantization",
            "keras3_qat_states", "is_keras3_qat", "freeze_keras3_qat",
-           "load_keras3_qat_state", "unfolded_batch_norms",
-           "load_keras3_qat_model", "saved_by_keras3",
+           "unfolded_batch_norms", "load_keras3_qat_model",
            "QAT_STATE_ATTRIBUTE"]
 
 QAT_STATE_ATTRIBUTE = "_tf_compress_qat"
@@ -418,8 +418,7 @@ class _Planner:
   def plan(self, model):
     graph = _graph_of(model)
     if graph is None:
-      self._plan_blind(model)
-      return
+      return  # every chosen layer is then planned blind (the caller)
     nodes, outputs = graph
     consumers, uses = {}, {}
     for op, producers in nodes:
@@ -497,10 +496,6 @@ class _Planner:
       parents = [p for op, ps in nodes if op is producer for p in ps]
       producer = parents[0] if len(parents) == 1 else None
     return False
-
-  def _plan_blind(self, model):
-    """No graph: each chosen layer is planned blind (see the caller)."""
-    del model
 
 
 def _leaves(model):
@@ -592,13 +587,6 @@ def _instrument(layer, plan):
   else:
     new = _range_call(layer, state, original)
   object.__setattr__(layer, "call", new)
-
-
-def is_graph_model(model):
-  """True for a Sequential or Functional Keras 3 model."""
-  return isinstance(model, keras.Sequential) or bool(
-      getattr(model, "_is_graph_network", False)) or hasattr(
-          model, "_nodes_by_depth")
 
 
 def quantize_keras3_model(model, layers=None, layer_types=None):
@@ -746,28 +734,6 @@ def _float_weights(model):
           if id(v) not in skip]
 
 
-def load_keras3_qat_state(model, source):
-  """Copies the QAT ranges of `source` into `model` (same architecture)."""
-  pairs = list(zip(keras3_qat_states(model), keras3_qat_states(source)))
-  for (_, mine), (_, theirs) in pairs:
-    for mine_v, their_v in zip(mine.weights, theirs.weights):
-      mine_v.assign(their_v)
-  return len(pairs)
-
-
-def saved_by_keras3(path):
-  """True for a `.keras` archive whose metadata says Keras 3 saved it."""
-  path = os.fspath(path)
-  if not (os.path.isfile(path) and zipfile.is_zipfile(path)):
-    return False
-  try:
-    with zipfile.ZipFile(path) as archive:
-      metadata = json.loads(archive.read("metadata.json"))
-  except (KeyError, ValueError, OSError, zipfile.BadZipFile):
-    return False
-  return str(metadata.get("keras_version", "")).startswith("3.")
-
-
 def load_keras3_qat_model(path, layers=None, layer_types=None,
                           custom_objects=None, safe_mode=True):
   """Loads a Keras 3 QAT model saved as `.keras`, ranges included.
@@ -779,22 +745,12 @@ def load_keras3_qat_model(path, layers=None, layer_types=None,
   statistics, exactly as saved.
 
   Raises:
-    ModelError: the file does not load, a `Lambda` layer under safe mode,
-      or its QAT state does not match the given layer selection.
+    ModelError: the file does not load (see `tf_compress.load_model`: a
+      `Lambda` layer is refused under safe mode), or its QAT state does not
+      match the given layer selection.
   """
   path = os.fspath(path)
-  try:
-    model = keras.models.load_model(path, custom_objects=custom_objects,
-                                    compile=False, safe_mode=safe_mode)
-  except Exception as error:  # pylint: disable=broad-except
-    text = str(error)
-    if "Lambda" in text and safe_mode:
-      raise ModelError(
-          f"cannot load the QAT model {path!r}: it holds a Lambda layer, "
-          "whose code would run on loading, so safe mode refuses it; pass "
-          "safe_mode=False only for a file you trust") from error
-    raise ModelError(f"cannot load the QAT model {path!r}: "
-                     f"{text.splitlines()[0] if text else error!r}") from error
+  model = load_model(path, custom_objects, safe_mode=safe_mode)
   qat = quantize_keras3_model(model, layers, layer_types)
   with tempfile.TemporaryDirectory(prefix="tf_compress_qat_") as workdir:
     weights = os.path.join(workdir, "model.weights.h5")

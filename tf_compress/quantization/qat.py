@@ -48,6 +48,7 @@ from tf_compress.models.graph import check_graph_model
 from tf_compress.models.graph import clone_with_weights
 from tf_compress.models.graph import copy_layer
 from tf_compress.models.persistence import load_tfmot_model
+from tf_compress.models.persistence import saved_by_keras3
 from tf_compress.quantization import keras3_qat
 
 __all__ = ["SCHEMES", "quantize_model", "strip_quantization",
@@ -444,7 +445,7 @@ def load_qat_model(path, layers=None, layer_types=None, safe_mode=True):
   Raises:
     ModelError: the file is missing or corrupt, or a `.keras` QAT file.
   """
-  if keras3_qat.saved_by_keras3(path):
+  if saved_by_keras3(path):
     return keras3_qat.load_keras3_qat_model(path, layers, layer_types,
                                             safe_mode=safe_mode)
   return load_tfmot_model(path)
