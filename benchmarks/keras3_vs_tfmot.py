@@ -7,6 +7,9 @@ With `--qat_seeds`, only the QAT top-1 comparison runs, once per seed (a
 fresh baseline each time), and the mean difference is printed with a 95%
 t-interval across seeds: one seed's 359 test images cannot resolve 0.5 pt.
 
+With `--adversarial_seeds`, only the adversarial-training comparison runs,
+once per seed, with the same summary.
+
 The tf_keras `cnn` baseline is trained once; a Keras 3 model of the same
 architecture gets its weights, so both engines start from the same network.
 Each engine then prunes it to 80% (polynomial schedule, 6 fine-tuning
@@ -18,9 +21,19 @@ Also the gzip size of the pruned models' int8 files (each engine's export
 path), and QAT: each engine makes the baseline quantization-aware, fine-tunes
 it for 2 epochs and exports it to int8 without calibration data; the LiteRT
 top-1 of the two files is compared, and the Keras 3 QAT `fit` is timed over
-plain `fit` like pruning. Targets: top-1 within 0.5 pt of tfmot; pruning
-step time <= 1.15x; QAT step time <= 1.6x; int8 gzip size within 5%. The
-CPU's instruction-set flags are printed with the timings.
+plain `fit` like pruning. Adversarial training: each engine's
+`AdversarialModel` fine-tunes the baseline with PGD-3 at epsilon 0.2
+(warmed up over 2 epochs, 10 epochs, ratio 0.5; inputs in [0, 1], as in
+`benchmarks/distill_adversarial.py`), and the PGD-20 accuracy at 0.2 of the
+two fine-tuned models is compared. Clustering: each engine clusters the
+baseline to 16 values per kernel (linear initialisation), fine-tunes 2
+epochs and strips it; top-1 and the float file's gzip size are compared.
+PQAT: each engine's pruned model, quantization-aware with its zeros kept,
+2 epochs, int8: LiteRT top-1, the kernels' sparsity in the int8 file and
+its gzip size. Targets: top-1 (and PGD-20 accuracy)
+within 0.5 pt of tfmot; pruning step time <= 1.15x; QAT step time <= 1.6x;
+int8 gzip size within 5%. The CPU's instruction-set flags are printed with
+the timings.
 """
 
 import argparse
@@ -32,6 +45,7 @@ import numpy as np
 from scipy import stats
 
 import tf_compress as tfc
+from tf_compress import adversarial
 from tf_compress import export
 from tf_compress import pruning
 from tf_compress import quantization
@@ -116,7 +130,8 @@ def _config(splits):
 def _trained_baseline(splits, seed):
   tfc.set_seed(seed)
   baseline = _compile(tfc.build_model("cnn", splits.input_shape,
-                                      splits.num_classes, seed=seed),
+                                      splits.num_classes, seed=seed,
+                                      keras_version=2),
                       tfc.keras)
   baseline.fit(splits.train(32, seed=seed), epochs=EPOCHS, verbose=0)
   return baseline
@@ -144,6 +159,73 @@ def qat_top1(splits, baseline, seed):
   return checks
 
 
+CLUSTERS = 16
+
+
+def clustering_rows(splits, baseline, tf_stripped, k3_stripped, seed):
+  """Clustering (16 clusters, float gzip) and PQAT (zeros in the int8 file).
+
+  Each engine starts from the same weights: the float baseline for
+  clustering (linear initialisation, so both start from the same
+  centroids), and its own 80%-pruned model for PQAT; both fine-tune on the
+  same tf.data pipeline.
+  """
+  rows = []
+  results = {}
+  for name, module, float_model in (
+      ("tfmot", tfc.keras, baseline),
+      ("keras3", keras, _keras3_copy(splits, baseline))):
+    tfc.set_seed(seed)
+    clustered = _compile(quantization.cluster_model(
+        float_model, CLUSTERS, init="linear"), module)
+    clustered.fit(splits.train(32, seed=seed + 3), epochs=QAT_EPOCHS,
+                  verbose=0)
+    stripped = quantization.strip_clustering(clustered)
+    data = export.convert_to_tflite(stripped, "float32")
+    unique = max(r["unique"] for r in
+                 quantization.unique_values_per_layer(stripped))
+    results[name] = (_top1(stripped, splits),
+                     export.inspect_tflite(data)["gzip_bytes"], unique)
+  (k3_top1, k3_gzip, k3_unique) = results["keras3"]
+  (tf_top1, tf_gzip, tf_unique) = results["tfmot"]
+  rows.append(("clustering (16) top-1, Keras 3 vs tfmot (pt)",
+               f"{100 * (k3_top1 - tf_top1):+.2f}",
+               f"Keras 3 {k3_top1:.4f} (<= {k3_unique} values per kernel), "
+               f"tfmot {tf_top1:.4f} (<= {tf_unique})", "within 0.5"))
+  rows.append(("clustering (16) float gzip size, Keras 3 vs tfmot",
+               f"{100 * (k3_gzip / tf_gzip - 1):+.1f}%",
+               f"Keras 3 {k3_gzip} B, tfmot {tf_gzip} B", "within 5%"))
+
+  pqat = {}
+  for name, module, pruned in (("tfmot", tfc.keras, tf_stripped),
+                               ("keras3", keras, k3_stripped)):
+    tfc.set_seed(seed)
+    model = _compile(quantization.pqat_model(pruned), module)
+    model.fit(splits.train(32, seed=seed + 4), epochs=QAT_EPOCHS, verbose=0)
+    data = export.convert_to_tflite(model, "int8")
+    info = export.inspect_tflite(data)
+    check = export.verify_tflite(data, splits.x_test, splits.y_test,
+                                 isolate=False)
+    pqat[name] = (check["tflite_top1"], 1 - info["kernel_nonzero_fraction"],
+                  info["gzip_bytes"], info["kernel_dtypes"])
+  k3, tf = pqat["keras3"], pqat["tfmot"]
+  rows.append(("PQAT int8 LiteRT top-1, Keras 3 vs tfmot (pt)",
+               f"{100 * (k3[0] - tf[0]):+.2f}",
+               f"Keras 3 {k3[0]:.4f}, tfmot {tf[0]:.4f}", "within 0.5"))
+  rows.append(("PQAT int8 kernel sparsity in the file, Keras 3 vs tfmot",
+               f"{k3[1]:.3f}/{tf[1]:.3f}",
+               f"kernels {k3[3]} / {tf[3]}; gzip {k3[2]} vs {tf[2]} B "
+               f"({100 * (k3[2] / tf[2] - 1):+.1f}%)", "within 5%"))
+  return rows
+
+
+def _keras3_copy(splits, baseline):
+  # The registry's own Keras 3 cnn (with its Dropout, like the baseline).
+  model = tfc.build_model("cnn", splits.input_shape, splits.num_classes)
+  model.set_weights(baseline.get_weights())
+  return model
+
+
 def qat_seeds(seeds):
   """The QAT top-1 comparison over seeds, with a 95% t-interval."""
   diffs = []
@@ -165,6 +247,84 @@ def qat_seeds(seeds):
   print(f"CPU: {cpu}; flags: {', '.join(flags)}")
 
 
+# Adversarial training, as benchmarks/distill_adversarial.py trains it.
+ADV_EPOCHS, ADV_WARMUP, ADV_EPSILON = 10, 2, 0.2
+ADV_STEPS, ADV_EVAL_STEPS = 3, 20
+
+
+def adversarial_accuracy(splits, baseline, seed):
+  """Clean and PGD-20 accuracy at 0.2 of each engine's AdversarialModel.
+
+  Both fine-tune a copy of `baseline` on the same batches, from the same
+  seed. The Keras 3 copy is the registry's `cnn` built in Keras 3 (with
+  its Dropout, which `keras3_cnn` leaves out), given the weights. The
+  pipeline is repeated and `fit` given the steps per epoch: each engine
+  reads one iterator, in the same order (over a finite dataset, Keras 3
+  and tf_keras create their per-epoch iterators differently, so the two
+  would see their epochs in different shuffles).
+
+  Returns:
+    `{"tfmot": results, "keras3": results}`, `robust_accuracy`'s dicts.
+  """
+  low, high = splits.value_range
+  steps = int(np.ceil(splits.num_train / 32))
+  copy = tfc.keras.models.clone_model(baseline)
+  copy.set_weights(baseline.get_weights())
+  k3 = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
+                       seed=seed, keras_version=3)
+  k3.set_weights(baseline.get_weights())
+  results = {}
+  for name, base, module in (("tfmot", copy, tfc.keras),
+                             ("keras3", k3, keras)):
+    tfc.set_seed(seed)
+    model = _compile(adversarial.AdversarialModel(
+        base, attack="pgd", epsilon=ADV_EPSILON, steps=ADV_STEPS, ratio=0.5,
+        clip_min=low, clip_max=high), module)
+    model.fit(splits.train(32, seed=seed + 3).repeat(), epochs=ADV_EPOCHS,
+              steps_per_epoch=steps, verbose=0,
+              callbacks=[adversarial.EpsilonWarmup(ADV_WARMUP)])
+    results[name] = adversarial.robust_accuracy(
+        model.base_model, splits.x_test, splits.y_test, attacks=("pgd",),
+        epsilons=(ADV_EPSILON,), pgd_steps=ADV_EVAL_STEPS, clip_min=low,
+        clip_max=high, seed=seed)
+  return results
+
+
+def adversarial_row(splits, baseline, seed):
+  """The table row: PGD-20 accuracy, Keras 3 minus tfmot, in points."""
+  results = adversarial_accuracy(splits, baseline, seed)
+  key = adversarial.result_key("pgd", ADV_EPSILON)
+  k3, ref = results["keras3"], results["tfmot"]
+  return (f"adversarial PGD-{ADV_EVAL_STEPS} acc @{ADV_EPSILON:g}, Keras 3 "
+          "vs tfmot (pt)", f"{100 * (k3[key] - ref[key]):+.2f}",
+          f"Keras 3 {k3[key]:.4f} (clean {k3['clean']:.4f}), tfmot "
+          f"{ref[key]:.4f} (clean {ref['clean']:.4f})", "within 0.5")
+
+
+def adversarial_seeds(seeds):
+  """The adversarial comparison over seeds, with a 95% t-interval."""
+  key = adversarial.result_key("pgd", ADV_EPSILON)
+  diffs = []
+  print(f"{'seed':>4}  {'Keras 3':>8}  {'tfmot':>8}  {'diff (pt)':>9}  "
+        "clean Keras 3 / tfmot")
+  for seed in seeds:
+    splits = tfc.load_dataset("digits", seed=seed)
+    results = adversarial_accuracy(splits, _trained_baseline(splits, seed),
+                                   seed)
+    k3, ref = results["keras3"], results["tfmot"]
+    diffs.append(100 * (k3[key] - ref[key]))
+    print(f"{seed:>4}  {k3[key]:>8.4f}  {ref[key]:>8.4f}  {diffs[-1]:>+9.2f}  "
+          f"{k3['clean']:.4f} / {ref['clean']:.4f}", flush=True)
+  mean = float(np.mean(diffs))
+  line = f"PGD-{ADV_EVAL_STEPS} @{ADV_EPSILON:g}: mean {mean:+.2f} pt"
+  if len(diffs) > 1:
+    half = float(stats.t.ppf(0.975, len(diffs) - 1) *
+                 np.std(diffs, ddof=1) / np.sqrt(len(diffs)))
+    line += (f", 95% CI {mean - half:+.2f} to {mean + half:+.2f} over "
+             f"{len(diffs)} seeds")
+  print(line + " (target: within 0.5)")
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seed", type=int, default=0)
@@ -172,7 +332,14 @@ def main():
   parser.add_argument("--qat_seeds", default="",
                       help="comma-separated seeds: run only the QAT top-1 "
                       "comparison, once per seed")
+  parser.add_argument("--adversarial_seeds", default="",
+                      help="comma-separated seeds: run only the adversarial "
+                      "training comparison, once per seed")
   args = parser.parse_args()
+  if args.adversarial_seeds:
+    tfc.enable_determinism()
+    adversarial_seeds([int(s) for s in args.adversarial_seeds.split(",")])
+    return
   if args.qat_seeds:
     tfc.enable_determinism()
     qat_seeds([int(s) for s in args.qat_seeds.split(",")])
@@ -236,6 +403,14 @@ def main():
                f"{checks['keras3'][2]:.4f}, kernels {checks['keras3'][1]}), "
                f"tfmot {checks['tfmot'][0]:.4f} (kernels "
                f"{checks['tfmot'][1]})", "within 0.5"))
+
+  # Clustering and PQAT, each engine from the same weights.
+  rows.extend(clustering_rows(splits, baseline,
+                              pruning.strip_pruning(tf_pruned), k3_stripped,
+                              args.seed))
+
+  # Adversarial training: each engine's AdversarialModel, same settings.
+  rows.append(adversarial_row(splits, baseline, args.seed))
 
   # Step times on Keras 3 over plain fit, same model size, timed in
   # alternating rounds (the machine is noisy).

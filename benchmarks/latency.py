@@ -4,7 +4,8 @@
 
 Two architectures, each exported four ways:
   * `digits CNN`: the demo CNN on digits' 8x8x1 input
-    (`build_model("cnn", (8, 8, 1), 10)`, about 94k parameters);
+    (`build_model("cnn", (8, 8, 1), 10,
+                  keras_version=2)`, about 94k parameters);
   * `wide CNN`: the same builder on 32x32x3 input at width 2.0 (conv 64 ->
     pool -> conv 128 -> pool -> dense 256; about 1.7M parameters, 18M MACs);
   * variants: float32, full-integer int8 (float input and output, as
@@ -44,9 +45,10 @@ THREADS = (1, 2)
 
 def _architectures(seed):
   return {
-      "digits CNN 8x8x1": tfc.build_model("cnn", (8, 8, 1), 10, seed=seed),
+      "digits CNN 8x8x1": tfc.build_model("cnn", (8, 8, 1), 10, seed=seed,
+                                          keras_version=2),
       "wide CNN 32x32x3": tfc.build_model("cnn", (32, 32, 3), 10, width=2.0,
-                                          seed=seed),
+                                          seed=seed, keras_version=2),
   }
 
 

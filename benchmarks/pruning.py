@@ -84,7 +84,8 @@ def main():
                    _gzip_size(tflite))
 
   # Step time: the same model, plain fit vs pruning-wrapped fit + callback.
-  model = tfc.build_model("cnn", splits.input_shape, splits.num_classes)
+  model = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
+                          keras_version=2)
   plain = _median_epoch(_compile(model), splits, args.timing_epochs, [])
   wrapped = pruning.prune_model(model, pruning.PruningConfig(
       target_sparsity=0.8, schedule="polynomial", end_epoch=args.timing_epochs,

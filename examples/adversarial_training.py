@@ -58,7 +58,8 @@ def main():
                   clip_min=clip_min, clip_max=clip_max)
 
   baseline = tfc.build_model(args.model, splits.input_shape,
-                             splits.num_classes, seed=args.seed)
+                             splits.num_classes, seed=args.seed,
+                             keras_version=2)
   _compile(baseline)
   baseline.fit(splits.train(32), epochs=args.epochs, verbose=0)
   _report("baseline", adversarial.robust_accuracy(
@@ -66,7 +67,7 @@ def main():
 
   robust = adversarial.AdversarialModel(
       tfc.build_model(args.model, splits.input_shape, splits.num_classes,
-                      seed=args.seed),
+                      seed=args.seed, keras_version=2),
       attack=args.attack, epsilon=args.epsilon, steps=args.steps,
       ratio=args.ratio, clip_min=clip_min, clip_max=clip_max)
   _compile(robust)

@@ -12,10 +12,11 @@ import argparse
 import os
 import tempfile
 
+import keras
+
 import tf_compress as tfc
 from tf_compress import benchmark
 from tf_compress import export
-from tf_compress import keras
 
 
 def main():

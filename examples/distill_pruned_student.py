@@ -25,7 +25,7 @@ def _loss():
 def _student(splits, args, steps_per_epoch):
   student = tfc.build_model(args.student, splits.input_shape,
                             splits.num_classes, width=args.width,
-                            seed=args.seed)
+                            seed=args.seed, keras_version=2)
   config = pruning.PruningConfig(
       target_sparsity=args.sparsity, schedule="polynomial",
       end_epoch=max(1, round(args.epochs / 2)))
@@ -57,7 +57,7 @@ def main():
   steps_per_epoch = math.ceil(splits.num_train / batch_size)
 
   teacher = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
-                            seed=args.seed)
+                            seed=args.seed, keras_version=2)
   teacher.compile(keras.optimizers.Adam(1e-3), _loss(), metrics=["accuracy"])
   teacher.fit(splits.train(batch_size), epochs=args.teacher_epochs,
               verbose=0)

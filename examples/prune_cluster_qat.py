@@ -69,7 +69,8 @@ def main():
   tfc.set_seed(args.seed)
   splits = tfc.load_dataset("digits", seed=args.seed)
   model = _compile(tfc.build_model("cnn", splits.input_shape,
-                                   splits.num_classes, seed=args.seed), 1e-3)
+                                   splits.num_classes, seed=args.seed,
+                                   keras_version=2), 1e-3)
   model.fit(splits.train(), epochs=args.epochs, verbose=0)
   float_path = os.path.join(output_dir, "cnn_float32.tflite")
   float_info = export.export_tflite(model, float_path, "float32")

@@ -10,8 +10,9 @@ wrappers for export.
 import argparse
 import math
 
+import keras
+
 import tf_compress as tfc
-from tf_compress import keras
 from tf_compress import pruning
 
 

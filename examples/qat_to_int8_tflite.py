@@ -13,9 +13,10 @@ import argparse
 import os
 import tempfile
 
+import keras
+
 import tf_compress as tfc
 from tf_compress import export
-from tf_compress import keras
 from tf_compress import quantization
 
 

@@ -32,7 +32,8 @@ def run(epochs=10, finetune_epochs=5, ratio=0.5, criterion="l1", seed=0):
   tfc.set_seed(seed)
   splits = tfc.load_dataset("digits", seed=seed)
   model = _compile(tfc.build_model("cnn", splits.input_shape,
-                                   splits.num_classes, seed=seed))
+                                   splits.num_classes, seed=seed,
+                                   keras_version=2))
   model.fit(splits.train(batch_size=32, seed=seed), epochs=epochs, verbose=0)
   result = slice_model(model, ratio, criterion=criterion)
   sliced = _compile(result.model)

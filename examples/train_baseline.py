@@ -8,8 +8,9 @@ pipeline, the model and the metrics; `fit` is ordinary Keras.
 
 import argparse
 
+import keras
+
 import tf_compress as tfc
-from tf_compress import keras
 
 
 def main():

@@ -17,7 +17,7 @@ def trained_classifier(digits, name="cnn", epochs=5, batch_size=32, seed=0):
   """A registered model trained on digits from a fixed seed."""
   tf_compress.set_seed(seed)
   model = compile_classifier(tf_compress.build_model(
-      name, digits.input_shape, digits.num_classes, seed=seed))
+      name, digits.input_shape, digits.num_classes, seed=seed, keras_version=2))
   model.fit(digits.x_train, digits.y_train, batch_size=batch_size,
             epochs=epochs, verbose=0)
   return model
@@ -26,7 +26,8 @@ def trained_classifier(digits, name="cnn", epochs=5, batch_size=32, seed=0):
 def attack_target(digits):
   """The MLP the attack and robustness tests perturb: 5 epochs, Adam 3e-3."""
   tf_compress.set_seed(0)
-  net = tf_compress.build_model("mlp", digits.input_shape, digits.num_classes)
+  net = tf_compress.build_model("mlp", digits.input_shape, digits.num_classes,
+                                keras_version=2)
   net.compile(keras.optimizers.Adam(3e-3),
               keras.losses.SparseCategoricalCrossentropy(from_logits=True),
               metrics=["accuracy"])

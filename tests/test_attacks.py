@@ -1,7 +1,6 @@
 """FGSM and PGD: the formula on a linear model, the epsilon ball and input
 range, PGD beating FGSM, no side effects on the model, clear errors."""
 
-import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
 import numpy as np
 import pytest
 
@@ -148,12 +147,3 @@ def test_bad_arguments_raise(model, batch, call, match):
   x, y = batch
   with pytest.raises(UserInputError, match=match):
     call(model, x, y)
-
-
-def test_keras3_model_raises_type_error(batch):
-  model3 = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(),
-                              keras3.layers.Dense(10)])
-  x, y = batch
-  for fn in (adversarial.fgsm, adversarial.pgd):
-    with pytest.raises(TypeError, match="Keras 3"):
-      fn(model3, x, y, 0.1)

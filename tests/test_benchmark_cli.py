@@ -25,7 +25,7 @@ from tf_compress.errors import UserInputError
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("bench_cli_models")
-  model = tfc.build_model("cnn", (8, 8, 1), 10, seed=0)
+  model = tfc.build_model("cnn", (8, 8, 1), 10, seed=0, keras_version=2)
   calibration = np.random.default_rng(0).uniform(0, 1, (32, 8, 8, 1))
   paths = {"float32": str(tmp / "cnn_float32.tflite"),
            "int8": str(tmp / "cnn_int8.tflite"),

@@ -30,7 +30,7 @@ SHAPE = (1, 8, 8, 1)
 def models(tmp_path_factory):
   """{"float32": path, "int8": path (int8 input and output)}."""
   tmp = tmp_path_factory.mktemp("bench_cpu")
-  model = tfc.build_model("cnn", SHAPE[1:], 10, seed=0)
+  model = tfc.build_model("cnn", SHAPE[1:], 10, seed=0, keras_version=2)
   calibration = np.random.default_rng(0).uniform(0, 1, (64,) + SHAPE[1:])
   paths = {"float32": str(tmp / "float32.tflite"),
            "int8": str(tmp / "int8.tflite")}

@@ -24,7 +24,7 @@ NUM_FLIPPED = 20
 
 @pytest.fixture(scope="module")
 def model_bytes():
-  model = tfc.build_model("cnn", (8, 8, 1), 10, seed=0)
+  model = tfc.build_model("cnn", (8, 8, 1), 10, seed=0, keras_version=2)
   calibration = np.random.default_rng(0).uniform(0, 1, (32, 8, 8, 1))
   return export.convert_to_tflite(
       model, "int8", representative_data=calibration.astype(np.float32),

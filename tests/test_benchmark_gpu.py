@@ -51,7 +51,8 @@ NO_GPU_EXCEPTION = ("ERROR: [./litert/cc/litert_compiled_model.h:1961]\n"
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
   path = tmp_path_factory.mktemp("bench_gpu") / "float32.tflite"
-  export.export_tflite(tfc.build_model("cnn", (8, 8, 1), 10, seed=0),
+  export.export_tflite(tfc.build_model("cnn", (8, 8, 1), 10, seed=0,
+                                       keras_version=2),
                        str(path), "float32")
   return str(path)
 

@@ -1,6 +1,5 @@
 """cluster_model, strip_clustering and unique_values_per_layer on digits."""
 
-import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
 import numpy as np
 import pytest
 
@@ -215,16 +214,6 @@ def test_custom_layer_error_says_how():
 def test_bad_arguments(baseline, kwargs, error, pattern):
   with pytest.raises(error, match=pattern):
     quantization.cluster_model(baseline, **kwargs)
-
-
-def test_keras3_model_is_a_type_error():
-  inputs = keras3.Input((4,))
-  model = keras3.Model(inputs, keras3.layers.Dense(2)(inputs))
-  for call in (lambda: quantization.cluster_model(model, 8),
-               lambda: quantization.strip_clustering(model),
-               lambda: quantization.unique_values_per_layer(model)):
-    with pytest.raises(TypeError, match="Keras 3"):
-      call()
 
 
 def test_wrapped_model_refused(clustered_run):

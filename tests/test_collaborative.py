@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 from ai_edge_litert.interpreter import Interpreter
-import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
 import numpy as np
 import pytest
 
@@ -242,16 +241,6 @@ def test_prune_then_cluster_skips_layers_with_fewer_values_than_clusters(
   stripped = quantization.strip_clustering(wrapped)
   np.testing.assert_array_equal(stripped.get_layer("logits").kernel.numpy(),
                                 kept)
-
-
-def test_keras3_model_is_a_type_error():
-  inputs = keras3.Input((4,))
-  model = keras3.Model(inputs, keras3.layers.Dense(2)(inputs))
-  for function in (quantization.pqat_model, quantization.cqat_model):
-    with pytest.raises(TypeError, match="Keras 3"):
-      function(model)
-  with pytest.raises(TypeError, match="Keras 3"):
-    quantization.prune_then_cluster(model, CLUSTERS)
 
 
 def test_pqat_and_pcqat_train_under_mirrored_strategy(

@@ -21,8 +21,10 @@ def _loss():
 
 
 def _distiller(alpha=0.1, temperature=3.0):
-  teacher = tf_compress.build_model("mlp", (8, 8, 1), 10, width=0.5, seed=1)
-  student = tf_compress.build_model("mlp", (8, 8, 1), 10, width=0.25, seed=2)
+  teacher = tf_compress.build_model("mlp", (8, 8, 1), 10, width=0.5, seed=1,
+                                    keras_version=2)
+  student = tf_compress.build_model("mlp", (8, 8, 1), 10, width=0.25, seed=2,
+                                    keras_version=2)
   return distillation.Distiller(teacher, student, alpha=alpha,
                                 temperature=temperature)
 
@@ -81,7 +83,8 @@ def test_model_without_distiller_raises():
   scheduler = distillation.DistillationScheduler(epochs=2, end_temperature=1.0)
   with pytest.raises(ModelError, match="model 'mlp' .Functional. holds no "
                      "Distiller"):
-    scheduler.set_model(tf_compress.build_model("mlp", (8, 8, 1), 10))
+    scheduler.set_model(tf_compress.build_model("mlp", (8, 8, 1), 10,
+                                                keras_version=2))
 
 
 @pytest.mark.parametrize("kwargs,match", [

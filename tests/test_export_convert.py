@@ -23,7 +23,7 @@ def cnn(digits):
   the tensor counts checked below.)
   """
   model = tf_compress.build_model("cnn", digits.input_shape,
-                                  digits.num_classes, seed=0)
+                                  digits.num_classes, seed=0, keras_version=2)
   rng = np.random.default_rng(0)
   model.set_weights([w if w.ndim > 1 else
                      rng.normal(0, 0.1, w.shape).astype(np.float32)

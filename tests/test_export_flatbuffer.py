@@ -16,7 +16,7 @@ _SPARSITY = 0.8
 def sparse_cnn(digits):
   """The digits CNN with exactly 80% of each kernel's entries set to 0."""
   model = tf_compress.build_model("cnn", digits.input_shape,
-                                  digits.num_classes, seed=0)
+                                  digits.num_classes, seed=0, keras_version=2)
   rng = np.random.default_rng(0)
   weights = []
   for w in model.get_weights():
@@ -67,7 +67,7 @@ def test_gzip_shrinks_sparse_file(sparse_exports, digits):
   assert info["gzip_bytes"] == len(gzip.compress(data, 9, mtime=0))
   assert info["gzip_bytes"] < 0.4 * info["bytes"]
   dense = tf_compress.build_model("cnn", digits.input_shape,
-                                  digits.num_classes, seed=0)
+                                  digits.num_classes, seed=0, keras_version=2)
   dense_info = export.inspect_tflite(export.convert_to_tflite(dense,
                                                               "float32"))
   # Random float32 weights hardly compress; the zeros do.

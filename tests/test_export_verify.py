@@ -27,7 +27,7 @@ def trained(digits):
   """The digits CNN trained for 5 epochs."""
   tf_compress.set_seed(0)
   model = _compile(tf_compress.build_model(
-      "cnn", digits.input_shape, digits.num_classes, seed=0))
+      "cnn", digits.input_shape, digits.num_classes, seed=0, keras_version=2))
   model.fit(digits.train(batch_size=32), epochs=5, verbose=0)
   return model
 
@@ -146,7 +146,7 @@ def test_mirrored_trained_model_exports_and_verifies(logical_cpus, digits,
   assert strategy.num_replicas_in_sync == 2
   with strategy.scope():
     model = _compile(tf_compress.build_model(
-        "cnn", digits.input_shape, digits.num_classes, seed=1))
+        "cnn", digits.input_shape, digits.num_classes, seed=1, keras_version=2))
   model.fit(digits.train(batch_size=32), epochs=1, steps_per_epoch=8,
             verbose=0)
   path = tmp_path / "mirrored.tflite"

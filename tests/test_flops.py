@@ -86,7 +86,7 @@ def test_nested_model_and_shared_layer():
 
 
 def test_digits_cnn_total():
-  model = tf_compress.build_model("cnn", (8, 8, 1), 10)
+  model = tf_compress.build_model("cnn", (8, 8, 1), 10, keras_version=2)
   expected = (8 * 8 * 9 * 32 + 6 * 6 * 9 * 32 * 64 + 3 * 3 * 64 * 128 +
               128 * 10)
   assert count_macs(model)["total"] == expected

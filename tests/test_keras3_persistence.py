@@ -136,7 +136,7 @@ def test_keras3_h5_round_trip(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
 def test_tf_keras_files_still_load_into_tf_keras(suffix, tmp_path):
-  model = models.build_model("mlp", (4,), 3, seed=1)
+  model = models.build_model("mlp", (4,), 3, seed=1, keras_version=2)
   path = tmp_path / f"m{suffix}"
   tf_compress.save_model(model, path)
   loaded = tf_compress.load_model(path)

@@ -13,7 +13,7 @@ def test_registry_lists_builtins():
 
 
 def test_cnn_on_digits_has_94k_params_and_logits():
-  model = models.build_model("cnn", (8, 8, 1), 10)
+  model = models.build_model("cnn", (8, 8, 1), 10, keras_version=2)
   assert model.output_shape == (None, 10)
   assert tf_compress.analysis.count_params(model) == 93_962
   assert model.layers[-1].activation is keras.activations.linear
@@ -24,29 +24,32 @@ def test_cnn_on_digits_has_94k_params_and_logits():
     ("cnn_bn", (8, 8, 1)), ("mlp", (13,)), ("mlp", (8, 8, 1)),
 ], ids=lambda v: str(v))
 def test_builders_handle_shapes(name, shape):
-  model = models.build_model(name, shape, 3)
+  model = models.build_model(name, shape, 3, keras_version=2)
   out = model(np.zeros((2,) + shape, np.float32))
   assert out.shape == (2, 3)
 
 
 def test_same_seed_same_weights_and_width_scales():
-  a = models.build_model("cnn", (8, 8, 1), 10, seed=5)
-  b = models.build_model("cnn", (8, 8, 1), 10, seed=5)
-  c = models.build_model("cnn", (8, 8, 1), 10, seed=6)
+  a = models.build_model("cnn", (8, 8, 1), 10, seed=5, keras_version=2)
+  b = models.build_model("cnn", (8, 8, 1), 10, seed=5, keras_version=2)
+  c = models.build_model("cnn", (8, 8, 1), 10, seed=6, keras_version=2)
   for wa, wb in zip(a.get_weights(), b.get_weights()):
     np.testing.assert_array_equal(wa, wb)
   assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
-  half = models.build_model("cnn", (8, 8, 1), 10, width=0.5)
+  half = models.build_model("cnn", (8, 8, 1), 10, width=0.5, keras_version=2)
   assert half.get_layer("conv1").filters == 16
   assert half.get_layer("fc1").units == 64
 
 
 @pytest.mark.parametrize("call,pattern", [
-    (lambda: models.build_model("resnet9000", (8, 8, 1), 10),
+    (lambda: models.build_model("resnet9000", (8, 8, 1), 10, keras_version=2),
      "unknown model 'resnet9000'"),
-    (lambda: models.build_model("cnn", (13,), 3), "use --model=mlp"),
-    (lambda: models.build_model("cnn", (8, 8, 1), 1), "num_classes"),
-    (lambda: models.build_model("mlp", (8,), 3, width=0), "width"),
+    (lambda: models.build_model("cnn", (13,), 3,
+                                keras_version=2), "use --model=mlp"),
+    (lambda: models.build_model("cnn", (8, 8, 1), 1,
+                                keras_version=2), "num_classes"),
+    (lambda: models.build_model("mlp", (8,), 3, width=0,
+                                keras_version=2), "width"),
 ], ids=["unknown", "cnn-on-tabular", "one-class", "zero-width"])
 def test_builder_errors(call, pattern):
   with pytest.raises(tf_compress.ModelError, match=pattern):
@@ -54,7 +57,7 @@ def test_builder_errors(call, pattern):
 
 
 def test_save_load_roundtrip_and_stats(tmp_path):
-  model = models.build_model("mlp", (6,), 3, seed=1)
+  model = models.build_model("mlp", (6,), 3, seed=1, keras_version=2)
   weights = model.get_weights()
   weights[0][:3] = 0.0  # 3 rows of 128 zeros
   model.set_weights(weights)
@@ -88,7 +91,7 @@ def test_load_errors(tmp_path):
 
 
 def test_check_model_fits():
-  model = models.build_model("mlp", (6,), 3)
+  model = models.build_model("mlp", (6,), 3, keras_version=2)
   models.check_model_fits(model, (6,), 3)
   with pytest.raises(tf_compress.ModelError, match=r"shape \(7,\)"):
     models.check_model_fits(model, (7,), 3)
@@ -97,7 +100,7 @@ def test_check_model_fits():
 
 
 def test_load_tfmot_model_loads_wrapped_models(tmp_path):
-  model = models.build_model("mlp", (6,), 3, seed=1)
+  model = models.build_model("mlp", (6,), 3, seed=1, keras_version=2)
   clustered = tf_compress.quantization.cluster_model(model, 4)
   path = tmp_path / "clustered.keras"
   models.save_model(clustered, path)

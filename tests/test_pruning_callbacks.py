@@ -19,7 +19,8 @@ from tf_compress._keras import tf
 
 def _mlp(seed=0):
   tf_compress.set_seed(seed)
-  return tf_compress.build_model("mlp", (8, 8, 1), 10, seed=seed)
+  return tf_compress.build_model("mlp", (8, 8, 1), 10, seed=seed,
+                                 keras_version=2)
 
 
 def _wrappers(model):

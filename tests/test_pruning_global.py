@@ -25,7 +25,7 @@ def _compile(model, steps_per_execution=1):
 def baseline(digits):
   tf_compress.set_seed(0)
   model = _compile(tf_compress.build_model(
-      "mlp", digits.input_shape, digits.num_classes, seed=0))
+      "mlp", digits.input_shape, digits.num_classes, seed=0, keras_version=2))
   model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=3,
             verbose=0)
   return model

@@ -46,7 +46,7 @@ def _wrapped_names(model):
 def baseline(digits):
   tf_compress.set_seed(0)
   model = _compile(tf_compress.build_model(
-      "mlp", digits.input_shape, digits.num_classes, seed=0))
+      "mlp", digits.input_shape, digits.num_classes, seed=0, keras_version=2))
   model.fit(digits.x_train, digits.y_train, batch_size=BATCH, epochs=3,
             verbose=0)
   return model

@@ -44,7 +44,7 @@ class _Crash(keras.callbacks.Callback):
 def base(digits):
   del digits
   tf_compress.set_seed(0)
-  return tf_compress.build_model("mlp", (8, 8, 1), 10, seed=0)
+  return tf_compress.build_model("mlp", (8, 8, 1), 10, seed=0, keras_version=2)
 
 
 def _pruned(base, digits, scope):

@@ -322,7 +322,7 @@ def test_wrapped_models_are_refused(baseline, qat_run):
 
 
 def test_nested_and_subclassed_models_are_refused():
-  inner = tf_compress.build_model("mlp", (6,), 3)
+  inner = tf_compress.build_model("mlp", (6,), 3, keras_version=2)
   inputs = keras.Input((6,))
   outer = keras.Model(inputs, inner(inputs), name="outer")
   with pytest.raises(ModelError, match="sub-model 'mlp'"):

@@ -38,7 +38,7 @@ def _assert_masked(model, kept):
 
 
 def test_ramp_and_hooks():
-  model = tf_compress.build_model("cnn", (8, 8, 1), 10)
+  model = tf_compress.build_model("cnn", (8, 8, 1), 10, keras_version=2)
   callback = SlicingCallback(0.5, begin_epoch=1, end_epoch=3)
   assert [callback.ratio_at(e) for e in range(6)] == pytest.approx(
       [0, 0.5 / 3, 1 / 3, 0.5, 0.5, 0.5])
@@ -69,7 +69,7 @@ def test_ramp_and_hooks():
 
 
 def test_frequency_and_bn_gamma():
-  model = tf_compress.build_model("cnn_bn", (8, 8, 1), 10)
+  model = tf_compress.build_model("cnn_bn", (8, 8, 1), 10, keras_version=2)
   bn1 = model.get_layer("bn1")
   gamma = np.linspace(-1.0, 2.0, 32).astype(np.float32)
   bn1.set_weights([gamma] + bn1.get_weights()[1:])
@@ -92,7 +92,8 @@ def test_frequency_and_bn_gamma():
 @pytest.fixture(scope="module")
 def trained(digits):
   tf_compress.set_seed(0)
-  model = _compiled(tf_compress.build_model("cnn", (8, 8, 1), 10))
+  model = _compiled(tf_compress.build_model("cnn", (8, 8, 1), 10,
+                                            keras_version=2))
   callback = SlicingCallback(0.5, begin_epoch=0, end_epoch=1)
   history = model.fit(digits.train(batch_size=64, seed=0), epochs=3,
                       callbacks=[callback], verbose=0)
@@ -122,7 +123,8 @@ def test_trains_under_mirrored_strategy(logical_cpus, digits):
   strategy = tf_compress.make_strategy("mirrored", 2)
   assert strategy.num_replicas_in_sync == 2
   with strategy.scope():
-    model = _compiled(tf_compress.build_model("cnn", (8, 8, 1), 10))
+    model = _compiled(tf_compress.build_model("cnn", (8, 8, 1), 10,
+                                              keras_version=2))
   callback = SlicingCallback(0.5, begin_epoch=0, end_epoch=0)
   history = model.fit(digits.train(batch_size=64, seed=0), epochs=2,
                       steps_per_epoch=6, callbacks=[callback], verbose=0)
@@ -167,7 +169,7 @@ def test_bad_arguments(kwargs, match):
 
 
 def test_bad_model_fit():
-  model = tf_compress.build_model("cnn", (8, 8, 1), 10)
+  model = tf_compress.build_model("cnn", (8, 8, 1), 10, keras_version=2)
   with pytest.raises(UserInputError, match="'nope' in `layers`"):
     SlicingCallback(0.5, layers=["nope"]).set_model(model)
   with pytest.raises(UserInputError, match="would remove all"):

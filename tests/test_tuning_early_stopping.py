@@ -83,7 +83,8 @@ def _fit_objective(threshold, epochs=2):
 
   def objective(trial):
     tf_compress.set_seed(0)
-    model = tf_compress.build_model("mlp", data.input_shape, data.num_classes)
+    model = tf_compress.build_model("mlp", data.input_shape, data.num_classes,
+                                    keras_version=2)
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
         from_logits=True), metrics=["accuracy"])
     history = model.fit(data.x_train, data.y_train, epochs=epochs,

@@ -73,6 +73,51 @@ def is_keras3_object(obj):
   return False
 
 
+KERAS_VERSIONS = (2, 3)
+
+
+def keras_module(version):
+  """The Keras package of a major version: 3 is `keras`, 2 is tf_keras.
+
+  Args:
+    version: 2 (tf_keras, the tfmot engine) or 3 (Keras 3, the native one).
+
+  Returns:
+    The imported module.
+
+  Raises:
+    ValueError: for another version.
+  """
+  if version == 3:
+    import keras as keras3  # pylint: disable=g-import-not-at-top
+    return keras3
+  if version == 2:
+    return keras
+  raise ValueError(f"Keras version must be 2 (tf_keras) or 3, got "
+                   f"{version!r}")
+
+
+def keras_version_of(obj):
+  """3 for a Keras 3 object (model, layer, callback), else 2 (tf_keras)."""
+  return 3 if is_keras3_object(obj) else 2
+
+
+def clear_sessions():
+  """Resets the global state (layer names, graphs) of Keras 3 and tf_keras."""
+  keras.backend.clear_session()
+  keras_module(3).utils.clear_session()
+
+
+def engine_name(model):
+  """The compression engine of `model`: "keras3" (native) or "tfmot"."""
+  return "keras3" if is_keras3_object(model) else "tfmot"
+
+
+def keras_of(obj):
+  """The Keras package `obj` belongs to: `keras` (3) or tf_keras (2)."""
+  return keras_module(keras_version_of(obj))
+
+
 def check_model(model, argument="model"):
   """Raises `TypeError` unless `model` is a tf_keras (Keras 2) model.
 
@@ -111,5 +156,7 @@ def check_layer(layer, argument="layer"):
 
 
 __all__ = ["keras", "tf", "register", "check_model", "check_layer",
-           "is_keras3_object",
+           "is_keras3_object", "keras_module", "keras_of", "engine_name",
+           "clear_sessions",
+           "keras_version_of", "KERAS_VERSIONS",
            "tf_keras_is_default", "KERAS3_ADVICE"]

@@ -10,17 +10,24 @@ the range keeps them inside the epsilon ball too.
 
 The `*_tensor` variants skip argument checks and accept tensors for every
 number (e.g. a `tf.Variable` epsilon), for use inside compiled train steps.
+
+Both engines: the model may be a tf_keras model or a Keras 3 model on the
+TensorFlow backend (callable on TF tensors, so one `GradientTape` serves
+both); the loss is each Keras' own sparse cross-entropy.
 """
 
 import numbers
 
+import keras as keras3
 import numpy as np
 
-from tf_compress._keras import check_model, keras, tf
+from tf_compress._keras import check_model, is_keras3_object, keras, tf
+from tf_compress.errors import ModelError
 from tf_compress.errors import UserInputError
 
 __all__ = ["fgsm", "pgd", "fgsm_tensor", "pgd_tensor", "NORMS", "ATTACKS",
-           "default_step_size", "check_epsilon", "check_value_range"]
+           "default_step_size", "check_epsilon", "check_value_range",
+           "check_attack_model"]
 
 NORMS = ("linf", "l2")
 ATTACKS = ("fgsm", "pgd")
@@ -51,8 +58,35 @@ def check_value_range(clip_min, clip_max):
         "DatasetSplits.value_range")
 
 
+def check_attack_model(model, argument="model"):
+  """Checks that the attacks can take gradients through `model`.
+
+  Args:
+    model: a tf_keras model, or a Keras 3 model on the TensorFlow backend.
+    argument: the caller's argument name, for the message.
+
+  Returns:
+    `model`, unchanged.
+
+  Raises:
+    TypeError: for an object that is not a Keras model.
+    ModelError: for a Keras 3 model on another backend than TensorFlow.
+  """
+  if not is_keras3_object(model):
+    return check_model(model, argument)
+  if not isinstance(model, keras3.Model):
+    raise TypeError(f"`{argument}` must be a Keras 3 or tf_keras Model, got "
+                    f"{type(model).__name__}.")
+  if keras3.backend.backend() != "tensorflow":
+    raise ModelError(
+        f"`{argument}` {model.name!r} is a Keras 3 model on the "
+        f"{keras3.backend.backend()!r} backend, but the attacks take "
+        "gradients with tf.GradientTape: run with KERAS_BACKEND=tensorflow")
+  return model
+
+
 def _check_inputs(model, x, y):
-  check_model(model)
+  check_attack_model(model)
   x = tf.convert_to_tensor(x, tf.float32)
   y = tf.convert_to_tensor(y)
   if x.shape.rank is None or x.shape.rank < 1 or y.shape.rank != 1 or (
@@ -73,10 +107,11 @@ def default_step_size(epsilon, steps):
 
 
 def _loss_and_gradient(model, x, y, from_logits):
+  losses = keras3.losses if is_keras3_object(model) else keras.losses
   with tf.GradientTape() as tape:
     tape.watch(x)
     outputs = model(x, training=False)
-    loss = keras.losses.sparse_categorical_crossentropy(
+    loss = losses.sparse_categorical_crossentropy(
         y, tf.cast(outputs, tf.float32), from_logits=from_logits)
   return loss, tape.gradient(loss, x)
 
@@ -148,7 +183,8 @@ def fgsm(model, x, y, epsilon, clip_min=0.0, clip_max=1.0, from_logits=True):
   """Fast gradient sign method: one L-inf step of size epsilon.
 
   Args:
-    model: a tf_keras classifier (logits output unless `from_logits=False`).
+    model: a tf_keras or Keras 3 (TensorFlow backend) classifier (logits
+      output unless `from_logits=False`).
     x: a batch of inputs inside `[clip_min, clip_max]`.
     y: 1-D integer labels.
     epsilon: L-inf radius (>= 0), in input units.
@@ -160,7 +196,8 @@ def fgsm(model, x, y, epsilon, clip_min=0.0, clip_max=1.0, from_logits=True):
     A float32 tensor shaped like `x`: `clip(x + epsilon * sign(grad))`.
 
   Raises:
-    TypeError: for a Keras 3 model.
+    TypeError: `model` is not a Keras model.
+    ModelError: a Keras 3 model on another backend than TensorFlow.
     UserInputError: epsilon < 0, a bad range, or mismatched x and y.
   """
   epsilon = check_epsilon(epsilon)
@@ -179,7 +216,8 @@ def pgd(model, x, y, epsilon, step_size=None, steps=10, norm="linf",
   (L2), then projects back onto the ball and into the input range.
 
   Args:
-    model: a tf_keras classifier (logits output unless `from_logits=False`).
+    model: a tf_keras or Keras 3 (TensorFlow backend) classifier (logits
+      output unless `from_logits=False`).
     x: a batch of inputs inside `[clip_min, clip_max]`.
     y: 1-D integer labels.
     epsilon: radius of the ball (>= 0), in input units.
@@ -198,7 +236,8 @@ def pgd(model, x, y, epsilon, step_size=None, steps=10, norm="linf",
     inside `[clip_min, clip_max]`.
 
   Raises:
-    TypeError: for a Keras 3 model.
+    TypeError: `model` is not a Keras model.
+    ModelError: a Keras 3 model on another backend than TensorFlow.
     UserInputError: epsilon < 0, bad steps, step size, norm or range, or
       mismatched x and y.
   """

@@ -1,10 +1,17 @@
 """`EpsilonWarmup`: ramps an AdversarialModel's epsilon up over the first
 epochs (a full-strength attack on an untrained model slows early learning).
+
+One callback for both engines: it is a Keras 3 `keras.callbacks.Callback`
+and a tf_keras one (each `fit` calls the hooks its own Keras defines), is
+registered for serialization with both, and reads and writes the epsilon
+variable of whichever `AdversarialModel` it finds.
 """
 
 import numbers
 
-from tf_compress._keras import keras, register
+import keras as keras3
+
+from tf_compress._keras import is_keras3_object, keras, register
 from tf_compress.adversarial import attacks
 from tf_compress.adversarial.model import AdversarialModel
 from tf_compress.errors import ModelError, UserInputError
@@ -14,7 +21,10 @@ __all__ = ["EpsilonWarmup", "find_adversarial_model", "warmup_epsilon"]
 
 
 def find_adversarial_model(model):
-  """The `AdversarialModel` in `model` (itself, or nested), or None."""
+  """The `AdversarialModel` in `model` (itself, or nested), or None.
+
+  Either engine's: a Keras 3 `Keras3AdversarialModel` counts as one.
+  """
   return find_model(model, AdversarialModel)
 
 
@@ -23,8 +33,22 @@ def warmup_epsilon(epoch, epochs, final_epsilon):
   return final_epsilon * min(1.0, (epoch + 1) / epochs)
 
 
+def _get_epsilon(adversarial):
+  if is_keras3_object(adversarial):
+    return float(keras3.ops.convert_to_numpy(adversarial.epsilon))
+  return float(keras.backend.get_value(adversarial.epsilon))
+
+
+def _set_epsilon(adversarial, value):
+  if is_keras3_object(adversarial):
+    adversarial.epsilon.assign(value)
+  else:
+    keras.backend.set_value(adversarial.epsilon, value)
+
+
+@keras3.saving.register_keras_serializable(package="tf_compress")
 @register
-class EpsilonWarmup(keras.callbacks.Callback):
+class EpsilonWarmup(keras3.callbacks.Callback, keras.callbacks.Callback):
   """Ramps the attack's epsilon linearly over the first `epochs` epochs.
 
   Epoch `e` (from 0) trains with `final_epsilon * (e + 1) / epochs`, so the
@@ -47,7 +71,11 @@ class EpsilonWarmup(keras.callbacks.Callback):
   """
 
   def __init__(self, epochs, final_epsilon=None):
-    super().__init__()
+    super().__init__()  # Keras 3's: its `model` is a read-only property
+    # What tf_keras' Callback.__init__ would set (it assigns `self.model`).
+    self.validation_data = None
+    self._chief_worker_only = None
+    self._supports_tf_logs = False
     if (isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral)
         or epochs < 1):
       raise UserInputError(
@@ -71,16 +99,15 @@ class EpsilonWarmup(keras.callbacks.Callback):
 
   def on_train_begin(self, logs=None):
     if self.final_epsilon is None:
-      self._final = float(keras.backend.get_value(self._adversarial.epsilon))
+      self._final = _get_epsilon(self._adversarial)
 
   def on_epoch_begin(self, epoch, logs=None):
-    keras.backend.set_value(self._adversarial.epsilon,
-                            warmup_epsilon(epoch, self.epochs, self._final))
+    _set_epsilon(self._adversarial,
+                 warmup_epsilon(epoch, self.epochs, self._final))
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None:
-      logs["epsilon"] = float(
-          keras.backend.get_value(self._adversarial.epsilon))
+      logs["epsilon"] = _get_epsilon(self._adversarial)
 
   def get_config(self):
     return {"epochs": self.epochs, "final_epsilon": self.final_epsilon}

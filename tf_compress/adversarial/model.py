@@ -19,20 +19,15 @@ Two details make it compose with the other harnesses in one `fit`:
   `AdversarialModel(Distiller(teacher, pruned_student))`.
 """
 
-import numbers
-
-from tf_compress._keras import check_model, keras, register, tf
-from tf_compress.adversarial import attacks
-from tf_compress.distillation.distiller import check_compiled_loss
+from tf_compress._keras import check_model, is_keras3_object
+from tf_compress._keras import keras, register, tf
+from tf_compress.adversarial.keras3_model import Keras3AdversarialModel
+from tf_compress.adversarial.training_attack import TrainingAttack
+from tf_compress.distillation.compiled_loss import check_compiled_loss
+from tf_compress.distillation.compiled_loss import replica_mean_loss
 from tf_compress.distillation.distiller import Distiller
-from tf_compress.distillation.distiller import replica_mean_loss
-from tf_compress.errors import UserInputError
 
 __all__ = ["AdversarialModel"]
-
-
-def _is_number(value):
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _regularization(model):
@@ -40,8 +35,39 @@ def _regularization(model):
   return tf.add_n(losses) if losses else tf.constant(0.0)
 
 
+def _base_argument(args, kwargs):
+  return args[0] if args else kwargs.get("base_model")
+
+
+class _EngineDispatch(type(keras.Model)):
+  """Builds the engine of the base model; `isinstance` holds for both.
+
+  `AdversarialModel(base, ...)` with a Keras 3 `base` returns a
+  `Keras3AdversarialModel` (a Keras 3 model cannot be a tf_keras one), and
+  `isinstance(obj, AdversarialModel)` is True for either engine's model, so
+  `find_adversarial_model` and `EpsilonWarmup` find both.
+  """
+
+  def __call__(cls, *args, **kwargs):
+    if cls is AdversarialModel and is_keras3_object(
+        _base_argument(args, kwargs)):
+      return Keras3AdversarialModel(*args, **kwargs)
+    return super().__call__(*args, **kwargs)
+
+  def __instancecheck__(cls, obj):
+    if cls is AdversarialModel and isinstance(obj, Keras3AdversarialModel):
+      return True
+    return super().__instancecheck__(obj)
+
+  def __subclasscheck__(cls, subclass):
+    if cls is AdversarialModel and issubclass(subclass,
+                                              Keras3AdversarialModel):
+      return True
+    return super().__subclasscheck__(subclass)
+
+
 @register
-class AdversarialModel(keras.Model):
+class AdversarialModel(keras.Model, metaclass=_EngineDispatch):
   """Trains `base_model` on a mix of clean and adversarial batches.
 
   `compile(optimizer, loss, metrics)` as usual (`loss` on labels; the
@@ -61,9 +87,14 @@ class AdversarialModel(keras.Model):
   catastrophic overfitting. `epsilon` is a non-trainable variable that
   `EpsilonWarmup` can ramp during training.
 
+  Both engines: with a Keras 3 `base_model` (TensorFlow backend, possibly
+  pruned by the native engine, or a Keras 3 `Distiller`) this builds a
+  `Keras3AdversarialModel`, which `isinstance(model, AdversarialModel)`
+  accepts too.
+
   Args:
     base_model: a tf_keras classifier (logits unless `from_logits=False`),
-      possibly pruning-wrapped, or a `Distiller`.
+      possibly pruning-wrapped, or a `Distiller`; or the same in Keras 3.
     attack: `"pgd"` or `"fgsm"`.
     epsilon: the attack's radius (>= 0) in input units.
     ratio: weight of the adversarial loss, in (0, 1]; 1 trains on
@@ -78,7 +109,8 @@ class AdversarialModel(keras.Model):
     **kwargs: `keras.Model` arguments such as `name`.
 
   Raises:
-    TypeError: `base_model` is not a tf_keras model (Keras 3).
+    TypeError: `base_model` is not a Keras model.
+    ModelError: a Keras 3 `base_model` on another backend than TensorFlow.
     UserInputError: a bad attack, epsilon, ratio, steps, step size, norm or
       range.
 
@@ -95,42 +127,22 @@ class AdversarialModel(keras.Model):
                clip_min=0.0, clip_max=1.0, from_logits=True, **kwargs):
     super().__init__(**kwargs)
     check_model(base_model, "base_model")
-    if attack not in attacks.ATTACKS:
-      raise UserInputError(
-          f"attack must be one of {attacks.ATTACKS}, got {attack!r}")
-    epsilon = attacks.check_epsilon(epsilon)
-    if not _is_number(ratio) or not 0.0 < ratio <= 1.0:
-      raise UserInputError(
-          f"ratio must be in (0, 1] (the weight of the adversarial loss), got "
-          f"{ratio!r}; for ratio 0 train the base model directly")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or (
-        steps < 1):
-      raise UserInputError(f"steps must be an integer >= 1, got {steps!r}")
-    if step_size is not None and (not _is_number(step_size) or
-                                  step_size < 0):
-      raise UserInputError(
-          f"step_size must be a number >= 0 or None, got {step_size!r}")
-    if norm not in attacks.NORMS:
-      raise UserInputError(f"norm must be one of {attacks.NORMS}, got "
-                           f"{norm!r}")
-    if attack == "fgsm" and norm != "linf":
-      raise UserInputError(
-          f"attack='fgsm' is an L-inf attack, got norm={norm!r}; use "
-          "attack='pgd' (steps=1 for a single step) for L2")
-    attacks.check_value_range(clip_min, clip_max)
+    settings = TrainingAttack(attack, epsilon, ratio, steps, step_size, norm,
+                              random_start, clip_min, clip_max, from_logits)
+    self._settings = settings
     self.base_model = base_model
-    self.attack = attack
-    self.ratio = float(ratio)
-    self.steps = int(steps)
-    self.step_size = None if step_size is None else float(step_size)
-    self.norm = norm
-    self.random_start = bool(random_start)
-    self.clip_min = float(clip_min)
-    self.clip_max = float(clip_max)
-    self.from_logits = bool(from_logits)
+    self.attack = settings.attack
+    self.ratio = settings.ratio
+    self.steps = settings.steps
+    self.step_size = settings.step_size
+    self.norm = settings.norm
+    self.random_start = settings.random_start
+    self.clip_min = settings.clip_min
+    self.clip_max = settings.clip_max
+    self.from_logits = settings.from_logits
     self.epsilon = self.add_weight(
         name="epsilon", shape=(), trainable=False,
-        initializer=keras.initializers.Constant(epsilon))
+        initializer=keras.initializers.Constant(settings.epsilon))
     self._distiller = base_model if isinstance(base_model, Distiller) else None
     names = ["loss", "clean_loss", "adversarial_loss"]
     if self._distiller is not None:
@@ -155,22 +167,7 @@ class AdversarialModel(keras.Model):
 
   def perturb(self, x, labels):
     """Adversarial examples for a batch, with the current epsilon."""
-    x = tf.cast(x, tf.float32)
-    epsilon = tf.convert_to_tensor(self.epsilon)
-    model = self.target_model
-    if self.attack == "fgsm" and not self.random_start:
-      return attacks.fgsm_tensor(model, x, labels, epsilon, self.clip_min,
-                                 self.clip_max, self.from_logits)
-    steps = 1 if self.attack == "fgsm" else self.steps
-    if self.step_size is not None:
-      step_size = self.step_size
-    elif self.attack == "fgsm":
-      step_size = 1.25 * epsilon
-    else:
-      step_size = attacks.default_step_size(epsilon, steps)
-    return attacks.pgd_tensor(model, x, labels, epsilon, step_size, steps,
-                              self.norm, self.random_start, self.clip_min,
-                              self.clip_max, None, self.from_logits)
+    return self._settings.perturb(self.target_model, x, labels, self.epsilon)
 
   # -- losses ----------------------------------------------------------------
 

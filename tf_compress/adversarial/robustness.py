@@ -5,6 +5,10 @@
 (TFLite has no gradients) and measures the exported file on LiteRT, i.e.
 how much robustness survives conversion and quantization.
 
+Both engines: the Keras model may be tf_keras or Keras 3 (TensorFlow
+backend); the attacks and the forward passes run as `tf.function`s, inside
+the model's `MirroredStrategy` when it was built under one.
+
 FGSM is a weak attack. A model whose FGSM accuracy is much higher than its
 PGD accuracy at the same radius masks its gradients (typically after
 catastrophic overfitting in FGSM training): its FGSM figure overstates its
@@ -16,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from tf_compress._keras import check_model, tf
+from tf_compress._keras import tf
 from tf_compress.adversarial import attacks as attack_lib
 from tf_compress.errors import UserInputError
 from tf_compress.export import litert
@@ -34,7 +38,7 @@ def result_key(attack, epsilon):
 
 def _check(model, x, y, attacks, epsilons, pgd_steps, pgd_step_size, norm,
            clip_min, clip_max, batch_size):
-  check_model(model)
+  attack_lib.check_attack_model(model)
   x = np.asarray(x, dtype=np.float32)
   y = np.asarray(y)
   if x.ndim < 1 or len(x) == 0 or y.ndim != 1 or len(y) != len(x):
@@ -82,7 +86,8 @@ def _compiled(model, fn, signature):
 
   tfmot's wrappers in a model built under MirroredStrategy only run in a
   replica context: there every replica computes the same result on the
-  same inputs, and the first is kept.
+  same inputs, and the first is kept. A Keras 3 model built under one
+  (`distribute_strategy` is the TensorFlow trainer's) is run the same way.
   """
   strategy = model.distribute_strategy
   if not isinstance(strategy, tf.distribute.MirroredStrategy):
@@ -112,7 +117,8 @@ def craft_examples(model, x, y, attacks=("fgsm", "pgd"),
     like `x`.
 
   Raises:
-    TypeError: for a Keras 3 model.
+    TypeError: `model` is not a Keras model.
+    ModelError: a Keras 3 model on another backend than TensorFlow.
     UserInputError: bad data or attack settings.
   """
   x, y, attacks, epsilons = _check(model, x, y, attacks, epsilons, pgd_steps,
@@ -192,7 +198,8 @@ def robust_accuracy(model, x, y, attacks=("fgsm", "pgd"),
   """Accuracy of a Keras classifier on clean and adversarial inputs.
 
   Args:
-    model: a tf_keras classifier (logits unless `from_logits=False`).
+    model: a tf_keras or Keras 3 (TensorFlow backend) classifier (logits
+      unless `from_logits=False`).
     x: inputs inside `[clip_min, clip_max]`.
     y: 1-D integer labels.
     attacks: some of `"fgsm"` and `"pgd"`.
@@ -216,7 +223,8 @@ def robust_accuracy(model, x, y, attacks=("fgsm", "pgd"),
     radius (e.g. `"pgd@0.1"`), and `catastrophic_overfitting` (bool).
 
   Raises:
-    TypeError: for a Keras 3 model.
+    TypeError: `model` is not a Keras model.
+    ModelError: a Keras 3 model on another backend than TensorFlow.
     UserInputError: bad data or attack settings.
   """
   if examples is None:
@@ -250,8 +258,9 @@ def robust_accuracy_tflite(tflite_path, keras_model, x, y,
 
   Args:
     tflite_path: the .tflite file (or its bytes), exported from
-      `keras_model` (pruning wrappers stripped).
-    keras_model: the tf_keras model the attacks use.
+      `keras_model` (tfmot's pruning wrappers stripped; a Keras 3 model
+      pruned by the native engine exports as it is).
+    keras_model: the tf_keras or Keras 3 model the attacks use.
     x, y, attacks, epsilons, pgd_steps, pgd_step_size, random_start,
       clip_min, clip_max, norm, seed, from_logits, overfit_gap: as for
       `robust_accuracy` (`from_logits` describes the Keras model).
@@ -268,7 +277,8 @@ def robust_accuracy_tflite(tflite_path, keras_model, x, y,
     predict the same class).
 
   Raises:
-    TypeError: for a Keras 3 model.
+    TypeError: `keras_model` is not a Keras model.
+    ModelError: a Keras 3 model on another backend than TensorFlow.
     UserInputError: a missing or invalid file, inputs that do not fit it,
       or bad data or attack settings.
   """

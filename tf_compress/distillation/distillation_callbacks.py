@@ -1,6 +1,14 @@
-"""`DistillationScheduler`: anneals a Distiller's temperature and alpha."""
+"""`DistillationScheduler`: anneals a Distiller's temperature and alpha.
 
-from tf_compress._keras import keras, register
+One callback for both Keras engines: it subclasses both Keras 3's and
+tf_keras' `Callback` (each `fit` finds the hooks it expects), is registered
+with both for serialization, and reads and writes the Distiller's variables
+through the Distiller's own Keras.
+"""
+
+import keras as keras3
+
+from tf_compress._keras import is_keras3_object, keras, register
 from tf_compress.distillation.distiller import check_alpha
 from tf_compress.distillation.distiller import check_temperature
 from tf_compress.distillation.distiller import Distiller
@@ -25,8 +33,23 @@ def linear_ramp(start, end, epoch, epochs):
   return start + (end - start) * min(1.0, epoch / (epochs - 1))
 
 
+def _read(distiller, variable):
+  if is_keras3_object(distiller):
+    return float(keras3.ops.convert_to_numpy(variable))
+  return float(keras.backend.get_value(variable))
+
+
+def _write(distiller, variable, value):
+  if is_keras3_object(distiller):
+    variable.assign(value)
+  else:
+    keras.backend.set_value(variable, value)
+
+
+@keras3.saving.register_keras_serializable(package="tf_compress")
 @register
-class DistillationScheduler(keras.callbacks.Callback):
+class DistillationScheduler(keras3.callbacks.Callback,
+                            keras.callbacks.Callback):
   """Anneals the temperature and alpha of a `Distiller` over epochs.
 
   Each value moves linearly from its start (at epoch 0) to its end, reached
@@ -36,7 +59,7 @@ class DistillationScheduler(keras.callbacks.Callback):
   end is None is not annealed.
   The values used in an epoch are written to `logs["temperature"]` and
   `logs["alpha"]` at its end. The Distiller may be nested (inside an
-  `AdversarialModel`).
+  `AdversarialModel`). It drives tf_keras and Keras 3 Distillers alike.
 
   Args:
     epochs: epochs the annealing lasts (>= 1).
@@ -57,7 +80,12 @@ class DistillationScheduler(keras.callbacks.Callback):
 
   def __init__(self, epochs, end_temperature=None, end_alpha=None,
                start_temperature=None, start_alpha=None):
-    super().__init__()
+    keras3.callbacks.Callback.__init__(self)
+    # tf_keras' `Callback.__init__` would assign `model`, a read-only
+    # property of Keras 3's; its other state is set here.
+    self.validation_data = None
+    self._chief_worker_only = None
+    self._supports_tf_logs = False
     if (isinstance(epochs, bool) or not isinstance(epochs, int) or
         epochs < 1):
       raise UserInputError(
@@ -91,13 +119,13 @@ class DistillationScheduler(keras.callbacks.Callback):
           f"({type(model).__name__}) holds no Distiller")
 
   def on_train_begin(self, logs=None):
-    get = keras.backend.get_value
+    distiller = self._distiller
     self._starts = {
         "temperature": (self.start_temperature
                         if self.start_temperature is not None else
-                        float(get(self._distiller.temperature))),
+                        _read(distiller, distiller.temperature)),
         "alpha": (self.start_alpha if self.start_alpha is not None else
-                  float(get(self._distiller.alpha))),
+                  _read(distiller, distiller.alpha)),
     }
 
   def values(self, epoch):
@@ -114,13 +142,13 @@ class DistillationScheduler(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     for name, value in self.values(epoch).items():
-      keras.backend.set_value(getattr(self._distiller, name), value)
+      _write(self._distiller, getattr(self._distiller, name), value)
 
   def on_epoch_end(self, epoch, logs=None):
     if logs is not None:
-      get = keras.backend.get_value
-      logs["temperature"] = float(get(self._distiller.temperature))
-      logs["alpha"] = float(get(self._distiller.alpha))
+      distiller = self._distiller
+      logs["temperature"] = _read(distiller, distiller.temperature)
+      logs["alpha"] = _read(distiller, distiller.alpha)
 
   def get_config(self):
     return {"epochs": self.epochs, "end_temperature": self.end_temperature,

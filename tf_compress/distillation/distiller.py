@@ -11,14 +11,31 @@ The teacher is frozen and always runs in inference mode. The student may
 carry pruning (or QAT) wrappers: it is a sub-model of the `Distiller`, so
 `PruningCallback` finds its wrappers and pruning happens in the same `fit`.
 What gets saved or exported is `distiller.student`, a plain Keras model.
+
+This module is the tf_keras engine; `Distiller(...)` with Keras 3 models
+returns the Keras 3 engine's `Keras3Distiller` (`keras3_distiller`).
 """
 
 import contextlib
-import numbers
 
 import numpy as np
 
-from tf_compress._keras import check_model, keras, register, tf
+from tf_compress._keras import check_model, is_keras3_object, keras
+from tf_compress._keras import register, tf
+from tf_compress.distillation.compiled_loss import check_compiled_loss
+from tf_compress.distillation.compiled_loss import replica_mean_loss
+from tf_compress.distillation.distill_checks import CACHE_WITH_FEATURES
+from tf_compress.distillation.distill_checks import check_alpha
+from tf_compress.distillation.distill_checks import check_feature_weight
+from tf_compress.distillation.distill_checks import check_pairs
+from tf_compress.distillation.distill_checks import check_projection_shapes
+from tf_compress.distillation.distill_checks import check_shapes
+from tf_compress.distillation.distill_checks import check_teacher_outputs_kind
+from tf_compress.distillation.distill_checks import check_temperature
+from tf_compress.distillation.distill_checks import PROB_FLOOR
+from tf_compress.distillation.distill_checks import TEACHER_OUTPUTS
+from tf_compress.distillation.distill_checks import Untracked
+from tf_compress.distillation.keras3_distiller import Keras3Distiller
 from tf_compress.distillation.teacher_cache import check_teacher_outputs
 from tf_compress.distillation.teacher_cache import first_batch
 from tf_compress.distillation.teacher_cache import LABELS_KEY
@@ -26,44 +43,8 @@ from tf_compress.distillation.teacher_cache import TEACHER_KEY
 from tf_compress.errors import UserInputError
 
 __all__ = ["Distiller", "soft_target_loss", "TEACHER_OUTPUTS",
-           "check_compiled_loss", "replica_mean_loss"]
-
-TEACHER_OUTPUTS = ("logits", "probabilities")
-# Floor of probabilities before the log: keeps log(0) finite.
-_PROB_FLOOR = 1e-12
-_CACHE_WITH_FEATURES = (
-    "cached teacher outputs hold no features: feature_pairs needs the "
-    "teacher to run, so train on (x, y) without the cache")
-
-
-class _Untracked:
-  """Holds a Keras object without Keras tracking it as a sub-layer."""
-
-  def __init__(self, value):
-    self.value = value
-
-
-def _is_number(value):
-  return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def check_temperature(value, where="temperature"):
-  """Returns `value` as a float; raises `UserInputError` unless > 0."""
-  if not _is_number(value) or not np.isfinite(value) or value <= 0:
-    raise UserInputError(
-        f"{where} must be a number > 0, got {value!r}; typical values are "
-        "1 to 10")
-  return float(value)
-
-
-def check_alpha(value, where="alpha"):
-  """Returns `value` as a float; raises `UserInputError` unless in [0, 1]."""
-  if not _is_number(value) or not 0.0 <= value <= 1.0:
-    raise UserInputError(
-        f"{where} must be in [0, 1] (the weight of the hard loss on labels), "
-        f"got {value!r}")
-  return float(value)
-
+           "check_alpha", "check_temperature", "check_compiled_loss",
+           "replica_mean_loss"]
 
 def _weighted_mean(per_example, sample_weight):
   """Keras' SUM_OVER_BATCH_SIZE: sum(loss * weight) / batch size."""
@@ -127,15 +108,8 @@ def _graph_model(model, role):
 
 def _projection(index, student_shape, teacher_shape):
   """A 1x1 projection from the student's channels to the teacher's, or None."""
-  if student_shape == teacher_shape:
+  if not check_projection_shapes(index, student_shape, teacher_shape):
     return None
-  if (len(student_shape) != len(teacher_shape) or
-      student_shape[:-1] != teacher_shape[:-1]):
-    raise UserInputError(
-        f"feature_pairs[{index}]: the student feature of shape "
-        f"{student_shape} cannot be projected onto the teacher's "
-        f"{teacher_shape}; only the channel (last) axis may differ. Pair "
-        "layers of equal spatial size")
   channels = teacher_shape[-1]
   if len(student_shape) == 3:
     layer = keras.layers.Conv2D(channels, 1, name=f"projection_{index}")
@@ -145,9 +119,60 @@ def _projection(index, student_shape, teacher_shape):
   return layer
 
 
+def _check_one_keras(teacher, student):
+  """Raises `TypeError` when one model is Keras 3 and the other is not."""
+  kinds = {"teacher": is_keras3_object(teacher),
+           "student": is_keras3_object(student)}
+  if len(set(kinds.values())) == 1:
+    return
+  keras3_role = "teacher" if kinds["teacher"] else "student"
+  other = "student" if keras3_role == "teacher" else "teacher"
+  models = {"teacher": teacher, "student": student}
+  raise TypeError(
+      f"`{keras3_role}` is a Keras 3 model "
+      f"({type(models[keras3_role]).__name__}) but `{other}` is not "
+      f"({type(models[other]).__module__}.{type(models[other]).__name__}): "
+      "the Distiller trains both in one Keras. Build both with `import "
+      "keras` (Keras 3), or both with tf_keras; weights can be copied "
+      "across with `set_weights(other.get_weights())`.")
+
+
+class _DistillerType(type):
+  """`Distiller(...)` builds the engine of the student's Keras.
+
+  A Keras 3 student gets a `Keras3Distiller` (a Keras 3 model), a tf_keras
+  student this tf_keras `Distiller`; `isinstance(obj, Distiller)` and
+  `issubclass(cls, Distiller)` hold for both, so callers test one class.
+  """
+
+  def __call__(cls, *args, **kwargs):
+    if cls is Distiller:
+      teacher = kwargs.get("teacher", args[0] if args else None)
+      student = kwargs.get("student", args[1] if len(args) > 1 else None)
+      _check_one_keras(teacher, student)
+      if is_keras3_object(student):
+        return Keras3Distiller(*args, **kwargs)
+    return super().__call__(*args, **kwargs)
+
+  def __instancecheck__(cls, obj):
+    return super().__instancecheck__(obj) or (
+        cls is Distiller and isinstance(obj, Keras3Distiller))
+
+  def __subclasscheck__(cls, subclass):
+    return super().__subclasscheck__(subclass) or (
+        cls is Distiller and isinstance(subclass, type) and
+        issubclass(subclass, Keras3Distiller))
+
+
 @register
-class Distiller(keras.Model):
+class Distiller(keras.Model, metaclass=_DistillerType):
   """Trains a student on labels and on a frozen teacher's soft targets.
+
+  One class for both Keras engines: with a Keras 3 student (and teacher)
+  `Distiller(...)` returns a `Keras3Distiller`, a Keras 3 model with the
+  same arguments, losses, logs and methods (TensorFlow backend); with
+  tf_keras models, this tf_keras model. `isinstance(d, Distiller)` holds
+  for both.
 
   `compile(optimizer, loss, metrics)` as usual: `loss` is the hard loss on
   labels (for the built-in models
@@ -171,9 +196,10 @@ class Distiller(keras.Model):
   `distiller.student` (strip pruning wrappers from it before exporting).
 
   Args:
-    teacher: a tf_keras model; outputs logits or probabilities, of the same
-      shape as the student's.
-    student: a tf_keras model outputting logits; may carry pruning wrappers.
+    teacher: a tf_keras (or Keras 3) model; outputs logits or
+      probabilities, of the same shape as the student's.
+    student: a tf_keras (or Keras 3) model outputting logits, of the same
+      Keras as the teacher; may be pruned or quantization-aware.
     alpha: weight of the hard loss in [0, 1]; the soft loss gets 1 - alpha.
     temperature: softmax temperature T > 0.
     teacher_outputs: `"logits"`, or `"probabilities"` for a teacher ending in
@@ -186,12 +212,17 @@ class Distiller(keras.Model):
       learned 1x1 projection (Conv2D for images, else Dense) when the
       channel counts differ. Both models must be Functional or Sequential.
     feature_weight: weight of the feature loss (>= 0).
+    augmentation: a `ConsistentAugmentation` whose views of each training
+      batch both models see (Keras 3 engine only; must be None with
+      tf_keras models).
     **kwargs: `keras.Model` arguments such as `name`.
 
   Raises:
-    TypeError: teacher or student is not a tf_keras model (Keras 3).
+    TypeError: teacher or student is not a Keras model, or one is Keras 3
+      and the other tf_keras.
     UserInputError: bad alpha, temperature, teacher_outputs, feature_pairs
-      or feature_weight, or output shapes that differ.
+      or feature_weight, output shapes that differ, or an augmentation
+      with tf_keras models.
 
   Example:
     >>> distiller = Distiller(teacher, student, alpha=0.1, temperature=4.0)
@@ -203,25 +234,26 @@ class Distiller(keras.Model):
 
   def __init__(self, teacher, student, alpha=0.1, temperature=3.0,
                teacher_outputs="logits", feature_pairs=None,
-               feature_weight=1.0, **kwargs):
+               feature_weight=1.0, augmentation=None, **kwargs):
+    if augmentation is not None:
+      raise UserInputError(
+          "augmentation is implemented by the Keras 3 Distiller only, got "
+          f"{type(augmentation).__name__} with tf_keras models; build the "
+          "teacher and student with `import keras` (Keras 3), or augment "
+          "the dataset and pass augmentation=None")
     super().__init__(**kwargs)
     check_model(teacher, "teacher")
     check_model(student, "student")
     if teacher is student:
       raise UserInputError("teacher and student must be different models")
-    if teacher_outputs not in TEACHER_OUTPUTS:
-      raise UserInputError(
-          f"teacher_outputs must be one of {TEACHER_OUTPUTS}, got "
-          f"{teacher_outputs!r}")
-    if not _is_number(feature_weight) or feature_weight < 0:
-      raise UserInputError(
-          f"feature_weight must be a number >= 0, got {feature_weight!r}")
+    check_teacher_outputs_kind(teacher_outputs)
+    feature_weight = check_feature_weight(feature_weight)
     alpha = check_alpha(alpha)
     temperature = check_temperature(temperature)
     teacher_shape, student_shape = _output_shape(teacher), _output_shape(
         student)
     if None not in (teacher_shape, student_shape):
-      self._check_shapes(teacher_shape, student_shape)
+      check_shapes(teacher_shape, student_shape)
     self.teacher = teacher
     self.student = student
     self.teacher.trainable = False
@@ -233,7 +265,7 @@ class Distiller(keras.Model):
     self.temperature = self.add_weight(
         name="temperature", shape=(), trainable=False,
         initializer=keras.initializers.Constant(temperature))
-    self.feature_pairs = self._check_pairs(feature_pairs)
+    self.feature_pairs = check_pairs(feature_pairs)
     self.projections = []
     self._features = None
     if self.feature_pairs:
@@ -245,28 +277,6 @@ class Distiller(keras.Model):
     self.feature_loss_tracker = keras.metrics.Mean(name="feature_loss")
     # Training calls the student, never `self`: built when it is.
     self.built = student.built
-
-  @staticmethod
-  def _check_shapes(teacher_shape, student_shape):
-    if tuple(teacher_shape) != tuple(student_shape):
-      raise UserInputError(
-          f"the teacher's output shape {tuple(teacher_shape)} differs from "
-          f"the student's {tuple(student_shape)} (per sample); both must "
-          "output one score per class of the same task")
-
-  @staticmethod
-  def _check_pairs(feature_pairs):
-    if feature_pairs is None:
-      return ()
-    pairs = []
-    for pair in feature_pairs:
-      if (not isinstance(pair, (list, tuple)) or len(pair) != 2 or
-          not all(isinstance(n, str) and n for n in pair)):
-        raise UserInputError(
-            "feature_pairs must be (teacher_layer, student_layer) name pairs, "
-            f"got {pair!r} in {feature_pairs!r}")
-      pairs.append((pair[0], pair[1]))
-    return tuple(pairs)
 
   def _build_features(self):
     """Multi-output views of both models sharing their layers (one call)."""
@@ -282,7 +292,7 @@ class Distiller(keras.Model):
       teacher_out.append(t_out)
       student_out.append(s_out)
     # Untracked: they share every layer with the models already tracked.
-    self._features = _Untracked((
+    self._features = Untracked((
         keras.Model(self.teacher.inputs, [self.teacher.output] + teacher_out),
         keras.Model(self.student.inputs, [self.student.output] + student_out)))
 
@@ -295,7 +305,7 @@ class Distiller(keras.Model):
     """Teacher outputs as logits (log-probabilities for a softmax teacher)."""
     outputs = tf.cast(outputs, tf.float32)
     if self.teacher_outputs == "probabilities":
-      return tf.math.log(tf.maximum(outputs, _PROB_FLOOR))
+      return tf.math.log(tf.maximum(outputs, PROB_FLOOR))
     return outputs
 
   def teacher_targets(self, x, y):
@@ -306,7 +316,7 @@ class Distiller(keras.Model):
     """
     if isinstance(y, dict) and TEACHER_KEY in y:
       if self.feature_pairs:
-        raise UserInputError(_CACHE_WITH_FEATURES)
+        raise UserInputError(CACHE_WITH_FEATURES)
       return (y[LABELS_KEY], tf.stop_gradient(self.teacher_logits(
           y[TEACHER_KEY])), [])
     if self._features is not None:
@@ -417,7 +427,7 @@ class Distiller(keras.Model):
       return
     x, y = batch
     if isinstance(y, dict) and TEACHER_KEY in y and self.feature_pairs:
-      raise UserInputError(_CACHE_WITH_FEATURES)
+      raise UserInputError(CACHE_WITH_FEATURES)
     # `predict` rather than a call: it runs in the replica context that
     # tfmot's wrappers need under a distribution strategy.
     if isinstance(y, dict) and TEACHER_KEY in y:
@@ -427,7 +437,7 @@ class Distiller(keras.Model):
     student_shape = _output_shape(self.student)
     if student_shape is None:
       student_shape = self.student.predict(x[:1], verbose=0).shape[1:]
-    self._check_shapes(outputs.shape[1:], student_shape)
+    check_shapes(outputs.shape[1:], student_shape)
     check_teacher_outputs(outputs, self.teacher_outputs)
 
   # Checks run here, in Python: an error raised while Keras traces the
@@ -469,31 +479,3 @@ class Distiller(keras.Model):
 def _regularization(model):
   losses = [tf.cast(l, tf.float32) for l in model.losses]
   return tf.add_n(losses) if losses else tf.constant(0.0)
-
-
-def check_compiled_loss(model):
-  """Raises `UserInputError` unless `model` was compiled with a loss.
-
-  An uncompiled model is left to Keras, whose own error says to compile.
-  """
-  if getattr(model, "compiled_loss", None) is not None and not model.loss:
-    raise UserInputError(
-        f"{type(model).__name__} {model.name!r} was compiled without a loss: "
-        "pass the hard loss on labels, e.g. compile(optimizer, "
-        "keras.losses.SparseCategoricalCrossentropy(from_logits=True))")
-
-
-def replica_mean_loss(model, labels, logits, sample_weight):
-  """`model`'s compiled loss as this replica's plain mean.
-
-  Keras' compiled loss divides by the number of replicas (gradients are
-  summed over replicas); the harnesses mix several losses, report each
-  replica's mean, and divide the total once.
-
-  Raises:
-    UserInputError: `model` was compiled without a loss.
-  """
-  check_compiled_loss(model)
-  loss = model.compiled_loss(labels, logits, sample_weight)
-  replicas = tf.distribute.get_strategy().num_replicas_in_sync
-  return loss * tf.cast(replicas, loss.dtype)

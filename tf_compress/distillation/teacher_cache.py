@@ -13,9 +13,10 @@ probabilities) before training, with `check_teacher_outputs`.
 
 import numbers
 
+import keras as keras3
 import numpy as np
 
-from tf_compress._keras import check_model, keras, tf
+from tf_compress._keras import check_model, is_keras3_object, keras, tf
 from tf_compress.errors import UserInputError
 
 __all__ = ["cache_teacher_logits", "check_teacher_outputs", "first_batch",
@@ -54,12 +55,24 @@ def _arrays_from_dataset(dataset):
   return np.concatenate(xs), np.concatenate(ys)
 
 
+def _teacher_runner(teacher):
+  """`fn(x) -> numpy outputs` of `teacher` in inference mode, either Keras."""
+  if is_keras3_object(teacher):
+    if not isinstance(teacher, keras3.Model):
+      raise TypeError(
+          f"`teacher` must be a Keras model, got {type(teacher).__name__}")
+    return lambda x: keras3.ops.convert_to_numpy(teacher(x, training=False))
+  check_model(teacher, "teacher")
+  return lambda x: np.asarray(teacher(x, training=False))
+
+
 def cache_teacher_logits(teacher, x, y=None, batch_size=32, shuffle=True,
                          seed=0):
   """Runs `teacher` once over the data; returns a dataset carrying its outputs.
 
   Args:
-    teacher: the tf_keras teacher model (run with `training=False`).
+    teacher: the teacher model, tf_keras or Keras 3 (run with
+      `training=False`).
     x: input array, or a batched `tf.data.Dataset` of `(x, y)` (read once,
       in its first-pass order, and held in memory).
     y: labels when `x` is an array; None with a dataset.
@@ -74,10 +87,10 @@ def cache_teacher_logits(teacher, x, y=None, batch_size=32, shuffle=True,
     probabilities for a softmax teacher, as `teacher_outputs` declares).
 
   Raises:
-    TypeError: `teacher` is not a tf_keras model.
+    TypeError: `teacher` is not a Keras model.
     UserInputError: bad data, labels or batch size.
   """
-  check_model(teacher, "teacher")
+  run = _teacher_runner(teacher)
   batch_size = _check_batch_size(batch_size)
   if isinstance(x, tf.data.Dataset):
     if y is not None:
@@ -95,7 +108,7 @@ def cache_teacher_logits(teacher, x, y=None, batch_size=32, shuffle=True,
           f"cache_teacher_logits: x has {len(x)} samples and y {len(y)}; "
           "they must match and not be empty")
   outputs = np.concatenate([
-      np.asarray(teacher(x[start:start + batch_size], training=False))
+      run(x[start:start + batch_size])
       for start in range(0, len(x), batch_size)])
   dataset = tf.data.Dataset.from_tensor_slices(
       (x, {LABELS_KEY: y, TEACHER_KEY: outputs}))

@@ -35,7 +35,10 @@ _WRAPPERS = (keras.layers.Wrapper, keras3.layers.Wrapper)
 
 # One call of a layer, as tf_keras' `Node` describes it: `input_shapes` and
 # `output_shapes` are one shape tuple, or a list of them for several tensors.
-Call = collections.namedtuple("Call", "layer input_shapes output_shapes")
+# `node` is the Keras 3 `Node` itself (its tensors and arguments), for the
+# analyses that follow tensors through the graph.
+Call = collections.namedtuple("Call", "layer input_shapes output_shapes node",
+                              defaults=(None,))
 
 
 def is_model(obj):
@@ -168,7 +171,8 @@ def graph_nodes(model):
   """Yields the non-input nodes of a graph model in topological order.
 
   A tf_keras model yields its own `Node`s; a Keras 3 model yields `Call`s,
-  which have the same `layer`, `input_shapes` and `output_shapes`.
+  which have the same `layer`, `input_shapes` and `output_shapes`, and the
+  Keras 3 `node` itself. A Keras 3 `layer` may be an op (`x + 1.0`).
 
   Raises:
     UserInputError: when `model` is not a Functional/Sequential graph.
@@ -208,7 +212,7 @@ def _keras3_nodes(model):
     for node in nodes_by_depth[depth]:
       if not node.is_input:
         yield Call(node.operation, _shapes(node.input_tensors),
-                   _shapes(node.output_tensors))
+                   _shapes(node.output_tensors), node)
 
 
 def copy_layer(layer):

@@ -3,6 +3,8 @@
 import dataclasses
 from typing import Callable, Dict, Tuple
 
+from tf_compress._keras import KERAS_VERSIONS
+from tf_compress._keras import keras_module
 from tf_compress.errors import ModelError
 
 __all__ = ["register_model", "build_model", "available_models", "ModelSpec"]
@@ -17,11 +19,14 @@ class ModelSpec:
     num_classes: number of output classes (the model outputs logits).
     width: width multiplier applied to every hidden layer (> 0).
     seed: seed of the weight initialisers, so builds are reproducible.
+    keras_version: 3 builds a Keras 3 model (`import keras`, the native
+      engine); 2 a tf_keras one (the tfmot engine).
   """
   input_shape: Tuple[int, ...]
   num_classes: int
   width: float = 1.0
   seed: int = 0
+  keras_version: int = 3
 
   def __post_init__(self):
     if not self.input_shape or any(int(d) <= 0 for d in self.input_shape):
@@ -32,6 +37,14 @@ class ModelSpec:
                        f"{self.num_classes!r}")
     if not self.width > 0:
       raise ModelError(f"ModelSpec.width must be > 0, got {self.width!r}")
+    if self.keras_version not in KERAS_VERSIONS:
+      raise ModelError(f"ModelSpec.keras_version must be 2 (tf_keras) or 3 "
+                       f"(Keras 3), got {self.keras_version!r}")
+
+  @property
+  def keras(self):
+    """The Keras package to build with (`keras`, or tf_keras for 2)."""
+    return keras_module(self.keras_version)
 
   def scaled(self, units):
     """Returns `units` multiplied by the width multiplier, at least 1."""
@@ -58,7 +71,8 @@ def available_models():
   return sorted(_REGISTRY)
 
 
-def build_model(name, input_shape, num_classes, *, width=1.0, seed=0):
+def build_model(name, input_shape, num_classes, *, width=1.0, seed=0,
+                keras_version=3):
   """Builds a registered model.
 
   Args:
@@ -67,9 +81,11 @@ def build_model(name, input_shape, num_classes, *, width=1.0, seed=0):
     num_classes: number of classes; the model outputs logits.
     width: width multiplier for the hidden layers.
     seed: initialiser seed.
+    keras_version: 3 (default) for a Keras 3 model, compressed by the
+      native engine; 2 for a tf_keras model, compressed through tfmot.
 
   Returns:
-    An uncompiled tf_keras model.
+    An uncompiled Keras 3 (or, for `keras_version=2`, tf_keras) model.
 
   Raises:
     ModelError: for an unknown name or a shape the builder cannot handle.
@@ -78,5 +94,5 @@ def build_model(name, input_shape, num_classes, *, width=1.0, seed=0):
     raise ModelError(f"unknown model {name!r}: expected one of "
                      f"{', '.join(available_models())} or a saved model path")
   spec = ModelSpec(tuple(int(d) for d in input_shape), int(num_classes),
-                   float(width), int(seed))
+                   float(width), int(seed), keras_version)
   return _REGISTRY[name](spec)

@@ -4,7 +4,6 @@ All of them end in a Dense layer producing logits (no softmax), so losses use
 `from_logits=True`.
 """
 
-from tf_compress._keras import keras
 from tf_compress.errors import ModelError
 from tf_compress.models.registry import ModelSpec, register_model
 
@@ -12,7 +11,7 @@ __all__ = ["small_cnn", "small_cnn_bn", "small_mlp"]
 
 
 def _init(spec, index):
-  return keras.initializers.GlorotUniform(seed=spec.seed * 1000 + index)
+  return spec.keras.initializers.GlorotUniform(seed=spec.seed * 1000 + index)
 
 
 def _check_image(spec, name):
@@ -26,6 +25,7 @@ def _check_image(spec, name):
 def _cnn(spec, name, batchnorm):
   _check_image(spec, name)
   height, width, _ = spec.input_shape
+  keras = spec.keras
   inputs = keras.Input(spec.input_shape, name="input")
   x = keras.layers.Conv2D(spec.scaled(32), 3, padding="same",
                           use_bias=not batchnorm, kernel_initializer=_init(
@@ -75,6 +75,7 @@ def small_cnn_bn(spec: ModelSpec):
 @register_model("mlp")
 def small_mlp(spec: ModelSpec):
   """Flatten → dense128 → dense64 → logits; works for any input shape."""
+  keras = spec.keras
   inputs = keras.Input(spec.input_shape, name="input")
   x = keras.layers.Flatten(name="flatten")(inputs)
   x = keras.layers.Dense(spec.scaled(128), activation="relu",

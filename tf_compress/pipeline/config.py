@@ -18,6 +18,7 @@ import math
 from typing import Optional, Tuple
 
 from tf_compress import pruning
+from tf_compress._keras import KERAS_VERSIONS
 from tf_compress.pruning.pruning_config import SCHEDULES as PRUNE_SCHEDULES
 from tf_compress.pruning.pruning_config import SCOPES as PRUNE_SCOPES
 from tf_compress.errors import UserInputError
@@ -127,6 +128,11 @@ class FitConfig:
       "model path.")
   width: float = option(1.0, "Width multiplier of a registered model.",
                        lower=0.01, upper=64.0)
+  keras: Optional[int] = option(
+      None, "3: build the registered models in Keras 3 and compress them "
+      "with the native engine; 2: build them in tf_keras and compress them "
+      "through tfmot. Default: 3, or the engine of a saved --model file.",
+      lower=2, upper=3)
   epochs: int = option(20, "Training epochs of the baseline.", lower=1,
                        upper=100000)
   finetune_epochs: int = option(
@@ -158,6 +164,7 @@ class FitConfig:
       config_fail(self, "model", self.model, "a registered name or a path")
     if not self.width > 0:
       config_fail(self, "width", self.width, "> 0")
+    _check_choice(self, "keras", KERAS_VERSIONS, optional=True)
     for field in ("epochs", "finetune_epochs", "batch_size",
                   "num_cpu_devices"):
       _check_int(self, field, 1)

@@ -21,6 +21,7 @@ from tf_compress import distillation
 from tf_compress import models as models_lib
 from tf_compress import pruning
 from tf_compress import quantization
+from tf_compress._keras import keras_version_of
 from tf_compress.errors import UserInputError
 from tf_compress.pipeline.measures import macs_report
 from tf_compress.pipeline.measures import sparsity_report
@@ -199,17 +200,22 @@ def _build_clustered(baseline, ctx):
   return VariantResult("clustered", stripped, history, extra)
 
 
-def build_student(spec, splits, seed):
-  """The student: a registered model name, or a width multiplier of `cnn`."""
+def build_student(spec, splits, seed, keras_version=3):
+  """The student: a registered model name, or a width multiplier of `cnn`.
+
+  It is built in the baseline's Keras (`keras_version`, 3 or 2).
+  """
   try:
     width = float(spec)
   except ValueError:
     return models_lib.build_model(spec, splits.input_shape,
-                                  splits.num_classes, seed=seed + 17)
+                                  splits.num_classes, seed=seed + 17,
+                                  keras_version=keras_version)
   if not width > 0:
     raise UserInputError(f"--distill_student width must be > 0, got {spec}")
   return models_lib.build_model("cnn", splits.input_shape, splits.num_classes,
-                                width=width, seed=seed + 17)
+                                width=width, seed=seed + 17,
+                                keras_version=keras_version)
 
 
 def _teacher(baseline, ctx):
@@ -235,7 +241,8 @@ def _build_distilled(baseline, ctx):
   distill = config.distill
   teacher = _teacher(baseline, ctx)
   with ctx.strategy.scope():
-    student = build_student(distill.student, splits, config.fit.seed)
+    student = build_student(distill.student, splits, config.fit.seed,
+                            keras_version_of(baseline))
     distiller = distillation.Distiller(
         teacher, student, alpha=distill.alpha,
         temperature=distill.temperature,
@@ -256,11 +263,11 @@ def _build_distilled(baseline, ctx):
 
 def _build_student_scratch(baseline, ctx):
   """The distillation student trained on labels only, for comparison."""
-  del baseline  # the point is to train without it
   config = ctx.config
   with ctx.strategy.scope():
+    # Only the baseline's Keras: the point is to train without it.
     student = build_student(config.distill.student, ctx.splits,
-                            config.fit.seed)
+                            config.fit.seed, keras_version_of(baseline))
     ctx.compile_fn(student)
   history = fit_epochs(student, ctx, config.fit.epochs)
   return VariantResult("student_scratch", student, history,
@@ -400,7 +407,7 @@ def build_combined(baseline, ctx):
                            if history else 0)
     done += (entry.stage,)
   deployed = (quantization.strip_quantization(model)
-              if quantization.find_quantizers(model) else model)
+              if any(quantization.find_quantizers(model)) else model)
   extra["sparsity"] = sparsity_report(deployed)
   extra.update(macs_report(deployed))
   extra["combined"] = {"stages": [m.stage for m in chain],

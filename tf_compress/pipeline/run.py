@@ -17,7 +17,8 @@ from tf_compress import distribute
 from tf_compress import export as export_lib
 from tf_compress import models as models_lib
 from tf_compress import repro
-from tf_compress._keras import keras
+from tf_compress._keras import clear_sessions
+from tf_compress._keras import engine_name
 from tf_compress.analysis import comparison_rows
 from tf_compress.analysis import environment_info
 from tf_compress.analysis import model_stats
@@ -138,7 +139,7 @@ def export_variant(name, model, splits, config, output_dir,
 def _record_variant(name, model, splits, config, output_dir, extra):
   """Saves `model` as `<name>.keras` and returns its report entry."""
   model_path = os.path.join(output_dir, f"{name}.keras")
-  if model.optimizer is None:
+  if getattr(model, "optimizer", None) is None:  # Keras 3: unset
     compile_model(model, config)
   models_lib.save_model(model, model_path, include_optimizer=False)
   entry = {"name": name}
@@ -205,7 +206,7 @@ def _set_up(config):
   output_dir = prepare_output_dir(config.output_dir)
   if config.fit.strategy == "mirrored":
     distribute.configure_logical_cpus(config.fit.num_cpu_devices)
-  keras.backend.clear_session()
+  clear_sessions()
   repro.set_seed(config.fit.seed)
   if config.fit.deterministic:
     repro.enable_determinism()
@@ -251,7 +252,8 @@ def run(config: RunConfig, argv=None):
   history = model.fit(
       splits.train(fit.batch_size, seed=fit.seed),
       validation_data=validation, epochs=fit.epochs,
-      class_weight=class_weights_for(config, splits), verbose=fit.verbose)
+      class_weight=class_weights_for(config, splits), verbose=fit.verbose,
+      shuffle=False)  # shuffled by the dataset itself
   timing = {"baseline_train_seconds": round(time.perf_counter() - started, 3)}
   histories = {"baseline": history_dict(history)}
   history_path = os.path.join(output_dir, HISTORY_NAME)
@@ -293,6 +295,8 @@ def run(config: RunConfig, argv=None):
       plots[name] = f"training_curves_{name}.png"
   report = {
       "schema_version": REPORT_SCHEMA_VERSION,
+      # "keras3": the native Keras 3 engine; "tfmot": tf_keras through tfmot.
+      "engine": engine_name(model),
       "dataset": analysis,
       "variants": entries,
       "comparison": comparison_rows(entries),

@@ -13,7 +13,9 @@ from typing import Callable, Tuple
 
 from tf_compress import data as data_lib
 from tf_compress import models as models_lib
-from tf_compress._keras import keras
+from tf_compress._keras import keras_of
+from tf_compress._keras import keras_version_of
+from tf_compress.errors import UserInputError
 
 __all__ = ["BuildContext", "VariantResult", "build_model_for",
            "compile_model", "fine_tune", "fit_epochs", "steps_per_epoch",
@@ -64,18 +66,30 @@ def steps_per_epoch(splits, batch_size):
 
 
 def build_model_for(config, splits):
-  """Builds the registered model, or loads the saved one, for `splits`."""
+  """Builds the registered model, or loads the saved one, for `splits`.
+
+  A registered model is built in Keras 3 unless `--keras=2`; a saved file
+  keeps the Keras it was saved by (`--keras`, when given, must match it).
+  """
   fit = config.fit
   if fit.model in models_lib.available_models():
     return models_lib.build_model(fit.model, splits.input_shape,
                                   splits.num_classes, width=fit.width,
-                                  seed=fit.seed)
+                                  seed=fit.seed,
+                                  keras_version=fit.keras or 3)
   looks_like_path = (os.sep in fit.model or fit.model.endswith(
       (".keras", ".h5", ".hdf5")) or os.path.exists(fit.model))
   if not looks_like_path:
     # Let the registry produce its "unknown model" message.
     models_lib.build_model(fit.model, splits.input_shape, splits.num_classes)
   model = models_lib.load_model(fit.model)
+  saved = keras_version_of(model)
+  if fit.keras is not None and fit.keras != saved:
+    raise UserInputError(
+        f"--model '{fit.model}' was saved by "
+        f"{'Keras 3' if saved == 3 else 'tf_keras (Keras 2)'}, but "
+        f"--keras={fit.keras}; leave --keras unset to compress it with its "
+        f"own engine, or pass --keras={saved}")
   models_lib.check_model_fits(model, splits.input_shape, splits.num_classes,
                               source=f"--model '{fit.model}'")
   return model
@@ -84,12 +98,17 @@ def build_model_for(config, splits):
 def outputs_probabilities(model):
   """True when the model's last layer applies a softmax (not logits)."""
   last = model.layers[-1]
+  keras = keras_of(model)
   return (isinstance(last, keras.layers.Softmax) or
           getattr(last, "activation", None) is keras.activations.softmax)
 
 
 def compile_model(model, config):
-  """Compiles `model` with the configured optimizer and a matching loss."""
+  """Compiles `model` with the configured optimizer and a matching loss.
+
+  The optimizer and loss come from the model's own Keras (3 or tf_keras).
+  """
+  keras = keras_of(model)
   optimizers = {
       "adam": keras.optimizers.Adam,
       "sgd": keras.optimizers.SGD,
@@ -139,9 +158,10 @@ def fit_epochs(model, ctx, epochs, callbacks=(), train=None):
     train = splits.train(config.fit.batch_size, seed=config.fit.seed + 1)
   validation = (splits.validation(config.fit.batch_size) if splits.num_val
                 else None)
+  # shuffle=False: the dataset is shuffled already (Keras 3 warns else).
   history = model.fit(train, validation_data=validation, epochs=epochs,
                       callbacks=list(callbacks) + list(ctx.callbacks),
-                      verbose=config.fit.verbose)
+                      verbose=config.fit.verbose, shuffle=False)
   return history_dict(history)
 
 

@@ -1,4 +1,4 @@
-"""Channel dependencies of a Keras layer graph, for structured slicing.
+"""Channel dependencies of a Keras 3 or tf_keras graph, for slicing.
 
 Slicing a filter out of a Conv2D also removes an input channel of every layer
 that reads it, possibly through BatchNormalization, activations, pooling,
@@ -17,20 +17,30 @@ tensor as a *channel map* over *channel groups*:
 A group is *fixed* (left whole) when its channels reach the model outputs or a
 layer whose effect on channels is unknown (Lambda, custom layers, nested
 models, a Reshape of the channel axis, ...); the reasons are kept for the
-report.
+report. Both Keras are read the same way: their layer classes are looked up
+in the model's own Keras, and Keras 3 ops on KerasTensors (`x + 3.0`) are
+classified by `keras3_slicing`.
 """
 
 import dataclasses
+import functools
+import types
 
+import keras as keras3
 import numpy as np
 
+from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras
 from tf_compress._keras import tf
 from tf_compress.errors import UserInputError
+from tf_compress.models.graph import Call
 from tf_compress.models.graph import graph_nodes
+from tf_compress.models.graph import is_model
+from tf_compress.pruning import keras3_slicing
 
 __all__ = ["Leaf", "Concat", "Tile", "LayerRole", "ChannelGraph",
-           "analyze_channels", "PRODUCERS"]
+           "analyze_channels", "PRODUCERS", "keras_of", "is_batch_norm",
+           "is_prelu"]
 
 # Layers whose output channels are their own (filters / units): they start a
 # group. "depthwise" and "channelwise" layers carry their input's channels.
@@ -41,19 +51,56 @@ _ELEMENTWISE_ACTIVATIONS = frozenset([
     "swish", "silu", "hard_sigmoid", "hard_silu", "hard_swish", "softplus",
     "softsign", "exponential", "mish", "leaky_relu"])
 
-_L = keras.layers
-_PASSTHROUGH = (
-    _L.ReLU, _L.LeakyReLU, _L.ELU, _L.ThresholdedReLU, _L.Dropout,
-    _L.GaussianNoise, _L.GaussianDropout, _L.AlphaDropout,
-    _L.ActivityRegularization, _L.Identity, _L.MaxPooling1D, _L.MaxPooling2D,
-    _L.MaxPooling3D, _L.AveragePooling1D, _L.AveragePooling2D,
-    _L.AveragePooling3D, _L.GlobalMaxPooling1D, _L.GlobalMaxPooling2D,
-    _L.GlobalMaxPooling3D, _L.GlobalAveragePooling1D,
-    _L.GlobalAveragePooling2D, _L.GlobalAveragePooling3D, _L.ZeroPadding1D,
-    _L.ZeroPadding2D, _L.ZeroPadding3D, _L.Cropping1D, _L.Cropping2D,
-    _L.Cropping3D, _L.UpSampling1D, _L.UpSampling2D, _L.UpSampling3D)
-_MERGES = (_L.Add, _L.Subtract, _L.Multiply, _L.Average, _L.Maximum,
-           _L.Minimum)
+_PASSTHROUGH_NAMES = (
+    "ReLU", "LeakyReLU", "ELU", "ThresholdedReLU", "Dropout", "GaussianNoise",
+    "GaussianDropout", "AlphaDropout", "ActivityRegularization", "Identity",
+    "MaxPooling1D", "MaxPooling2D", "MaxPooling3D", "AveragePooling1D",
+    "AveragePooling2D", "AveragePooling3D", "GlobalMaxPooling1D",
+    "GlobalMaxPooling2D", "GlobalMaxPooling3D", "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D", "GlobalAveragePooling3D", "ZeroPadding1D",
+    "ZeroPadding2D", "ZeroPadding3D", "Cropping1D", "Cropping2D",
+    "Cropping3D", "UpSampling1D", "UpSampling2D", "UpSampling3D")
+_MERGE_NAMES = ("Add", "Subtract", "Multiply", "Average", "Maximum",
+                "Minimum")
+_CLASS_NAMES = {
+    "separable": ("SeparableConv1D", "SeparableConv2D"),
+    "depthwise": ("DepthwiseConv1D", "DepthwiseConv2D"),
+    "transpose": ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"),
+    "conv": ("Conv1D", "Conv2D", "Conv3D"), "dense": ("Dense",),
+    "bn": ("BatchNormalization",), "prelu": ("PReLU",),
+    "activation": ("Activation",), "dropout": ("Dropout",),
+    "passthrough": _PASSTHROUGH_NAMES, "rescaling": ("Rescaling",),
+    "flatten": ("Flatten",), "reshape": ("Reshape",),
+    "concat": ("Concatenate",), "merges": _MERGE_NAMES}
+
+
+def keras_of(obj):
+  """The Keras module of a model, layer or variable: Keras 3 or tf_keras."""
+  return keras3 if is_keras3_object(obj) else keras
+
+
+@functools.lru_cache(maxsize=None)
+def _classes_of(module):
+  """The layer classes of one Keras, by role (those it has)."""
+  layers = module.layers
+  return types.SimpleNamespace(**{
+      role: tuple(getattr(layers, name) for name in names
+                  if hasattr(layers, name))
+      for role, names in _CLASS_NAMES.items()})
+
+
+def _classes(layer):
+  return _classes_of(keras_of(layer))
+
+
+def is_batch_norm(layer):
+  """True for a BatchNormalization layer of either Keras."""
+  return isinstance(layer, _classes(layer).bn)
+
+
+def is_prelu(layer):
+  """True for a PReLU layer of either Keras."""
+  return isinstance(layer, _classes(layer).prelu)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +277,7 @@ class ChannelGraph:
 
 def _activation_name(layer):
   try:
-    name = keras.activations.serialize(layer.activation)
+    name = keras_of(layer).activations.serialize(layer.activation)
   except Exception:  # pylint: disable=broad-except
     return None
   return name if isinstance(name, str) else None
@@ -250,88 +297,113 @@ def _channels_last(layer):
   return getattr(layer, "data_format", "channels_last") == "channels_last"
 
 
+def _axes(axis, rank):
+  axes = axis if isinstance(axis, (list, tuple)) else [axis]
+  return [int(a) % rank for a in axes] if rank else list(axes)
+
+
 def _classify(layer, in_shapes, n_outputs, calls):
   """Returns (kind, reason); kind "unknown" comes with the reason."""
   name = type(layer).__name__
   if n_outputs != 1:
     return "unknown", f"{name} layer with {n_outputs} outputs"
-  if layer.weights and calls > 1:
+  if getattr(layer, "weights", None) and calls > 1:
     return "unknown", f"{name} layer shared by {calls} calls"
   if not _channels_last(layer):
     return "unknown", f"{name} layer with data_format='channels_first'"
+  if getattr(layer, "lora_enabled", False) or getattr(
+      layer, "quantization_mode", None):
+    return "unknown", f"{name} layer with LoRA or quantized weights"
   rank = len(in_shapes[0]) if in_shapes and in_shapes[0] is not None else 0
-  if isinstance(layer, (_L.SeparableConv1D, _L.SeparableConv2D)):
+  found = _classes(layer)
+  if isinstance(layer, found.separable):
     return "separable", None
-  if isinstance(layer, (_L.DepthwiseConv1D, _L.DepthwiseConv2D)):
+  if isinstance(layer, found.depthwise):
     return "depthwise", None
-  if isinstance(layer, (_L.Conv1DTranspose, _L.Conv2DTranspose,
-                        _L.Conv3DTranspose)):
+  if isinstance(layer, found.transpose):
     return "conv_transpose", None
-  if isinstance(layer, (_L.Conv1D, _L.Conv2D, _L.Conv3D)):
+  if isinstance(layer, found.conv):
     if getattr(layer, "groups", 1) != 1:
       return "unknown", f"grouped {name} (groups={layer.groups})"
     return "conv", None
-  if isinstance(layer, _L.Dense):
+  if isinstance(layer, found.dense):
     return "dense", None
-  if isinstance(layer, _L.BatchNormalization):
-    if list(layer.axis) != [rank - 1]:
+  if isinstance(layer, found.bn):
+    if _axes(layer.axis, rank) != [rank - 1]:
       return "unknown", f"BatchNormalization over axis {layer.axis}"
     return "channelwise", None
-  if isinstance(layer, _L.PReLU):
+  if isinstance(layer, found.prelu):
     return ("passthrough" if layer.alpha.shape[-1] == 1 else "channelwise",
             None)
-  if isinstance(layer, _L.Activation):
+  if isinstance(layer, found.activation):
     reason = _mixes_channels(layer)
     return ("unknown", f"Activation {reason}") if reason else (
         "passthrough", None)
-  if isinstance(layer, _L.Dropout) and getattr(layer, "noise_shape", None):
+  if isinstance(layer, found.dropout) and getattr(layer, "noise_shape",
+                                                  None):
     if layer.noise_shape[-1] not in (None, 1):
       return "unknown", "Dropout with a fixed channel noise_shape"
-  if isinstance(layer, _PASSTHROUGH):
+  if isinstance(layer, found.passthrough):
     return "passthrough", None
-  if isinstance(layer, _L.Rescaling):
+  if isinstance(layer, found.rescaling):
     if np.ndim(layer.scale) == 0 and np.ndim(layer.offset) == 0:
       return "passthrough", None
     return "unknown", "Rescaling with per-channel scale or offset"
-  if isinstance(layer, _L.Flatten):
+  if isinstance(layer, found.flatten):
     return "flatten", None
-  if isinstance(layer, _L.Reshape):
+  if isinstance(layer, found.reshape):
     if tuple(layer.target_shape)[-1:] == tuple(in_shapes[0])[-1:]:
       return "reshape", None
     return "unknown", "Reshape that changes the channel axis"
-  if isinstance(layer, _L.Concatenate):
+  if isinstance(layer, found.concat):
     return ("concat" if layer.axis in (-1, rank - 1) else "merge"), None
-  if isinstance(layer, _MERGES):
-    if len({tuple(s)[-1:] for s in in_shapes}) != 1:
-      return "unknown", f"{name} that broadcasts the channel axis"
-    return "merge", None
-  if isinstance(layer, keras.Model):
+  if isinstance(layer, found.merges):
+    return _merge_kind(name, in_shapes)
+  if is_model(layer):
     return "unknown", f"nested model ({name})"
   return "unknown", f"{name} layer, not known to keep channels apart"
 
 
+def _merge_kind(name, in_shapes):
+  """An elementwise join: "merge", unless it broadcasts the channel axis."""
+  if len({tuple(s)[-1:] for s in in_shapes}) != 1:
+    return "unknown", f"{name} that broadcasts the channel axis"
+  return "merge", None
+
+
 def _last_dim(tensor):
-  shape = tensor.shape
-  return int(shape[-1]) if shape.rank and shape[-1] is not None else 0
+  shape = tuple(tensor.shape)
+  return int(shape[-1]) if shape and shape[-1] is not None else 0
 
 
 def _producer_name(tensor):
-  return tensor._keras_history.layer.name  # pylint: disable=protected-access
+  # tf_keras' history starts with the layer, Keras 3's with the operation.
+  return tensor._keras_history[0].name  # pylint: disable=protected-access
+
+
+def _node_io(node):
+  """`(input tensors, output tensors, Keras 3 arguments or None)`."""
+  if isinstance(node, Call):  # Keras 3
+    return (list(node.node.input_tensors), list(node.node.outputs),
+            node.node.arguments)
+  return list(node.keras_inputs), tf.nest.flatten(node.outputs), None
 
 
 def analyze_channels(model):
   """Builds the `ChannelGraph` of a Functional or Sequential model.
 
   Args:
-    model: a built tf_keras graph model.
+    model: a built Keras 3 or tf_keras graph model.
 
   Returns:
     A `ChannelGraph`.
 
   Raises:
     UserInputError: for a subclassed (non-graph) model, or one with tfmot
-      pruning or quantization wrappers.
+      pruning or quantization wrappers (or the Keras 3 engine's).
   """
+  if is_keras3_object(model):
+    keras3_slicing.check_not_instrumented(model)
   wrapped = [layer.name for layer in model.layers
              if type(layer).__module__.startswith(
                  "tensorflow_model_optimization")]
@@ -376,10 +448,17 @@ def _add_role(graph, layer, kind, in_map, out_map):
 def _visit(graph, node, maps, calls):
   """Gives the outputs of `node` their channel maps."""
   layer = node.layer
-  in_maps = [maps[i] for i in node.flat_input_ids]
-  in_shapes = [tuple(t.shape) for t in node.keras_inputs]
-  outputs = tf.nest.flatten(node.outputs)
-  kind, reason = _classify(layer, in_shapes, len(outputs), calls)
+  inputs, outputs, arguments = _node_io(node)
+  in_maps = [maps[str(id(t))] for t in inputs]
+  in_shapes = [tuple(t.shape) for t in inputs]
+  if arguments is not None and not isinstance(layer, keras3.layers.Layer):
+    # A Keras 3 op applied to KerasTensors (`x + 3.0`, `keras.ops.relu`).
+    kind, reason = keras3_slicing.classify_operation(layer, inputs,
+                                                     outputs, arguments)
+    if kind == "merge":
+      kind, reason = _merge_kind(type(layer).__name__, in_shapes)
+  else:
+    kind, reason = _classify(layer, in_shapes, len(outputs), calls)
   out_map = None
   if kind in PRODUCERS:
     size = _last_dim(outputs[0])
@@ -406,15 +485,16 @@ def _visit(graph, node, maps, calls):
                 f"{layer.name!r} with tensors of another channel layout")
     out_map = in_maps[0]
   else:
-    graph.unknown.append({"layer": layer.name,
-                          "reason": f"{reason}: left whole"})
+    entry = {"layer": layer.name, "reason": f"{reason}: left whole"}
+    if entry not in graph.unknown:  # a shared layer: once
+      graph.unknown.append(entry)
     for cmap in in_maps:
       graph.fix(cmap, f"feeds {type(layer).__name__} {layer.name!r}, which "
                 "cannot be sliced through")
     why = (f"shares channels with the output of {type(layer).__name__} "
            f"{layer.name!r}, which is left whole")
-    for tensor_id, tensor in zip(node.flat_output_ids, outputs):
+    for tensor in outputs:
       size = _last_dim(tensor)
-      maps[tensor_id] = Leaf(graph.new_group(size, why), size)
+      maps[str(id(tensor))] = Leaf(graph.new_group(size, why), size)
     return
-  maps[node.flat_output_ids[0]] = out_map
+  maps[str(id(outputs[0]))] = out_map

@@ -9,15 +9,20 @@ Slicing keeps those positions (`np.take`); masking zeroes the others.
 
 import numpy as np
 
+from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras
+from tf_compress.pruning import keras3_slicing
+from tf_compress.pruning.channel_groups import is_prelu
 from tf_compress.pruning.channel_groups import PRODUCERS
 
 __all__ = ["layer_indices", "slice_layer_weights", "channel_masks",
            "rebuild_model"]
 
-# kind -> [(attribute, [(axis, which)], masked)]. `masked` says whether the
+# kind -> [(attributes, [(axis, which)], masked)]. `masked` says whether the
 # weight is zeroed by masking: the moving statistics of BatchNormalization
-# are not (gamma = beta = 0 already makes the channel's output 0).
+# are not (gamma = beta = 0 already makes the channel's output 0). Of
+# several attributes, the first the layer has is the weight (Keras 3 names
+# a DepthwiseConv's kernel `kernel`).
 _SPECS = {
     "conv": [("kernel", [(-2, "in"), (-1, "out")], True),
              ("bias", [(0, "out")], True)],
@@ -28,7 +33,7 @@ _SPECS = {
     "separable": [("depthwise_kernel", [(-2, "in")], True),
                   ("pointwise_kernel", [(-2, "in_dm"), (-1, "out")], True),
                   ("bias", [(0, "out")], True)],
-    "depthwise": [("depthwise_kernel", [(-2, "in")], True),
+    "depthwise": [(("depthwise_kernel", "kernel"), [(-2, "in")], True),
                   ("bias", [(0, "out")], True)],
     "bn": [("gamma", [(0, "in")], True), ("beta", [(0, "in")], True)],
     "prelu": [("alpha", [(-1, "in")], False)],
@@ -38,7 +43,7 @@ _SPECS = {
 def _spec(role):
   if role.kind != "channelwise":
     return _SPECS[role.kind]
-  if isinstance(role.layer, keras.layers.PReLU):
+  if is_prelu(role.layer):
     return _SPECS["prelu"]
   return _SPECS["bn"]
 
@@ -56,8 +61,10 @@ def layer_indices(graph, role, keep):
 def _weight_plan(role, idx):
   """Yields (position in layer.weights, [(axis, indices)], masked)."""
   by_id = {}
-  for attr, axes, masked in _spec(role):
-    variable = getattr(role.layer, attr, None)
+  for attrs, axes, masked in _spec(role):
+    attrs = (attrs,) if isinstance(attrs, str) else attrs
+    variable = next((getattr(role.layer, a) for a in attrs
+                     if getattr(role.layer, a, None) is not None), None)
     if variable is not None:
       by_id[id(variable)] = ([(axis, idx[which]) for axis, which in axes],
                              masked)
@@ -119,25 +126,37 @@ def rebuild_model(model, graph, keep):
     keep: `{group root: kept group channels}`.
 
   Returns:
-    A new model of the same kind (Functional or Sequential) whose producer
-    layers have fewer filters/units and whose weights are sliced copies.
+    A new model of the same Keras and kind (Functional or Sequential)
+    whose producer layers have fewer filters/units and whose weights are
+    sliced copies.
   """
   indices = {name: layer_indices(graph, role, keep)
              for name, role in graph.roles.items()}
 
+  keras3 = is_keras3_object(model)
+
   def clone_layer(layer):
-    config = layer.get_config()
     role = graph.roles.get(layer.name)
-    if role is not None and role.kind in PRODUCERS:
+    resized = role is not None and role.layer is layer and (
+        role.kind in PRODUCERS)
+    reshaped = layer.name in graph.reshapes and hasattr(layer,
+                                                        "target_shape")
+    if keras3 and not (resized or reshaped):
+      return keras3_slicing.copy_layer(layer)
+    config = layer.get_config()
+    if resized:
       key = "units" if role.kind == "dense" else "filters"
       config[key] = int(len(indices[layer.name]["out"]))
-    if layer.name in graph.reshapes:
+    if reshaped:
       channels = len(graph.kept_positions(graph.reshapes[layer.name], keep))
       config["target_shape"] = tuple(config["target_shape"][:-1]) + (
           int(channels),)
     return layer.__class__.from_config(config)
 
-  new_model = keras.models.clone_model(model, clone_function=clone_layer)
+  if keras3:
+    new_model = keras3_slicing.clone_keeping_input_names(model, clone_layer)
+  else:
+    new_model = keras.models.clone_model(model, clone_function=clone_layer)
   for layer in model.layers:
     if not layer.weights:
       continue

@@ -11,6 +11,10 @@ loses the rows of every spatial position of a removed channel.
 before fine-tuning, the sliced model predicts exactly what the masked
 original does. The gradual mode (`SlicingCallback`) masks during training,
 then `slice_masked_model` cuts the masked channels out.
+
+Both Keras are sliced by the same code: a Keras 3 model comes back as a
+Keras 3 model, a tf_keras one as tf_keras (`keras3_slicing` holds what
+differs). Only graph models (Functional, Sequential) can be rebuilt.
 """
 
 import dataclasses
@@ -20,13 +24,14 @@ import warnings
 
 import numpy as np
 
-from tf_compress._keras import check_model
-from tf_compress._keras import keras
+from tf_compress._keras import is_keras3_object
 from tf_compress.analysis.flops import count_macs
 from tf_compress.analysis.model_stats import count_params
 from tf_compress.errors import UserInputError
 from tf_compress.models.graph import clone_with_weights
+from tf_compress.models.graph import is_model
 from tf_compress.pruning import channel_groups
+from tf_compress.pruning import keras3_slicing
 from tf_compress.pruning import rebuild
 
 __all__ = ["CRITERIA", "SliceResult", "channel_scores", "mask_channels",
@@ -50,7 +55,7 @@ class SliceResult:
     params_before, params_after: weight counts (trainable and not).
     per_layer: `[{"layer", "type", "criterion", "channels_before",
       "channels_after", "macs_before", "macs_after", "params_before",
-      "params_after"}]` in graph order.
+      "params_after"}]` for the layers (not Keras 3 ops) in graph order.
     ratio: the ratio asked for (None when built from given kept sets).
     criterion: the ranking asked for (None when built from kept sets).
 
@@ -92,7 +97,7 @@ def check_criterion(criterion):
 
 
 def _value(variable):
-  return np.asarray(keras.backend.get_value(variable), np.float64)
+  return np.asarray(keras3_slicing.to_numpy(variable), np.float64)
 
 
 def _norms(array, axis, criterion):
@@ -107,13 +112,12 @@ def _role_scores(role, criterion):
   """Per-tensor-channel scores a role adds to its groups, or None."""
   layer = role.layer
   if criterion == "bn_gamma":
-    if (role.kind == "channelwise" and
-        isinstance(layer, keras.layers.BatchNormalization) and
-        layer.gamma is not None):
+    if (role.kind == "channelwise" and channel_groups.is_batch_norm(layer)
+        and layer.gamma is not None):
       return role.in_map, np.abs(_value(layer.gamma))
     return None
   if role.kind == "depthwise":
-    kernel = _value(layer.depthwise_kernel)
+    kernel = _value(keras3_slicing.depthwise_kernel(layer))
     flat = kernel.reshape(-1, kernel.shape[-2] * kernel.shape[-1])
     return role.out_map, _norms(flat, -1, criterion)
   if role.kind in channel_groups.PRODUCERS:
@@ -164,8 +168,8 @@ def _select(scores, ratio, names, forced=None):
   return np.sort(order[drop:])
 
 
-def _graph(model):
-  check_model(model)
+def _graph(model, what):
+  keras3_slicing.check_slicing_model(model, what)
   return channel_groups.analyze_channels(model)
 
 
@@ -200,7 +204,7 @@ def channel_scores(model, criterion="l1"):
   """Ranks the output channels of every sliceable layer.
 
   Args:
-    model: a tf_keras Functional or Sequential model.
+    model: a Keras 3 or tf_keras Functional or Sequential model.
     criterion: `l1` or `l2` (norm of each filter's weights, summed over the
       layers of a channel group) or `bn_gamma` (|gamma| of the
       BatchNormalization that follows; groups without one fall back to l1).
@@ -211,11 +215,12 @@ def channel_scores(model, criterion="l1"):
     removed first).
 
   Raises:
-    TypeError: for a Keras 3 model.
-    UserInputError: for an unknown criterion or a subclassed model.
+    TypeError: for an object that is not a Keras model.
+    UserInputError: for an unknown criterion or a subclassed model
+      (`ModelError` for a subclassed Keras 3 model).
   """
   check_criterion(criterion)
-  graph = _graph(model)
+  graph = _graph(model, "channel_scores")
   selected, _ = _selected_groups(graph, None)
   scores, _ = _group_scores(graph, criterion, list(selected))
   return {name: scores[root] for root, names in selected.items()
@@ -247,6 +252,8 @@ def _per_layer(model, new_model, criteria):
   for row in before["per_layer"]:
     name = row["layer"]
     old, new = _nested_layer(model, name), _nested_layer(new_model, name)
+    if old is None or new is None:
+      continue  # a Keras 3 op (`x + 3.0`): no layer, no weights, no MACs
     rows.append({
         "layer": name, "type": row["type"],
         "criterion": criteria.get(name),
@@ -258,20 +265,26 @@ def _per_layer(model, new_model, criteria):
 
 
 def _nested_layer(model, path):
-  """The layer named `"outer/inner"` (as count_macs names it)."""
+  """The layer named `"outer/inner"` (as count_macs names it), or None."""
   layer = model
   for part in path.split("/"):
-    while not isinstance(layer, keras.Model):
+    while not is_model(layer):
       layer = layer.layer
-    layer = layer.get_layer(part)
+    found = [child for child in layer.layers if child.name == part]
+    if not found:
+      return None
+    layer = found[0]
   return layer
 
 
 def _channels(layer):
   """The last dimension of a layer's output, or None (several outputs)."""
   try:
-    shape = layer.output_shape
-  except (AttributeError, RuntimeError):  # several different calls
+    if is_keras3_object(layer):
+      shape = tuple(layer.output.shape)
+    else:
+      shape = layer.output_shape
+  except (AttributeError, RuntimeError, ValueError):  # several calls
     return None
   if isinstance(shape, tuple) and shape and isinstance(shape[-1], int):
     return int(shape[-1])
@@ -327,7 +340,8 @@ def slice_model(model, ratio, criterion="l1", layers=None):
   """Removes the lowest-ranked channels of every layer and shrinks the model.
 
   Args:
-    model: a built tf_keras Functional or Sequential model; not modified.
+    model: a built Keras 3 or tf_keras Functional or Sequential model
+      (nested graph models are left whole); not modified.
     ratio: fraction in [0, 1) of each sliceable layer's output channels to
       remove, `round(ratio * channels)` of them.
     criterion: `l1`, `l2` (norm of each filter; summed over the layers of a
@@ -343,10 +357,10 @@ def slice_model(model, ratio, criterion="l1", layers=None):
     whole and listed in `skipped`.
 
   Raises:
-    TypeError: for a Keras 3 model.
+    TypeError: for an object that is not a Keras model.
     UserInputError: for a ratio outside [0, 1), a ratio that removes every
       channel of a layer, an unknown criterion or layer name, or a
-      subclassed model.
+      subclassed model (`ModelError` for a subclassed Keras 3 model).
 
   Example:
     >>> result = slice_model(model, 0.5, criterion="l1")
@@ -354,7 +368,7 @@ def slice_model(model, ratio, criterion="l1", layers=None):
   """
   ratio = check_ratio(ratio)
   check_criterion(criterion)
-  graph = _graph(model)
+  graph = _graph(model, "slice_model")
   keep, skipped, criteria = plan_keep(graph, ratio, criterion, layers)
   return _finish(model, graph, keep, skipped, criteria, ratio, criterion)
 
@@ -410,7 +424,8 @@ def mask_channels(model, kept):
   masked copy predicts what the sliced model does.
 
   Args:
-    model: a tf_keras Functional or Sequential model; not modified.
+    model: a Keras 3 or tf_keras Functional or Sequential model; not
+      modified.
     kept: `{layer name: kept output channels}` (e.g. `SliceResult.kept`), a
       `SliceResult` or a `SlicingCallback`; layers not named keep all.
 
@@ -418,16 +433,22 @@ def mask_channels(model, kept):
     A new model with the same architecture.
 
   Raises:
-    TypeError: for a Keras 3 model.
-    UserInputError: for names or indices that do not fit the model.
+    TypeError: for an object that is not a Keras model.
+    UserInputError: for names or indices that do not fit the model, or a
+      subclassed model.
   """
-  check_model(model)
+  keras3_slicing.check_slicing_model(model, "mask_channels")
   kept = _kept_dict(kept)
-  clone = clone_with_weights(model)
+  copy = None
+  if is_keras3_object(model):
+    # The copy would lose the in-place pruning or QAT instrumentation.
+    keras3_slicing.check_not_instrumented(model)
+    copy = keras3_slicing.copy_layer
+  clone = clone_with_weights(model, copy)
   graph = channel_groups.analyze_channels(clone)
   keep = keep_from_kept(graph, kept)
   for variable, mask in rebuild.channel_masks(graph, keep):
-    variable.assign(keras.backend.get_value(variable) * mask)
+    variable.assign(keras3_slicing.to_numpy(variable) * mask)
   return clone
 
 
@@ -442,10 +463,11 @@ def slice_masked_model(model, kept):
     A `SliceResult` (with `ratio` and `criterion` None).
 
   Raises:
-    TypeError: for a Keras 3 model.
-    UserInputError: for names or indices that do not fit the model.
+    TypeError: for an object that is not a Keras model.
+    UserInputError: for names or indices that do not fit the model, or a
+      subclassed model.
   """
-  check_model(model)
+  keras3_slicing.check_slicing_model(model, "slice_masked_model")
   kept = _kept_dict(kept)
   graph = channel_groups.analyze_channels(model)
   keep = keep_from_kept(graph, kept)

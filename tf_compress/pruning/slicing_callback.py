@@ -11,12 +11,15 @@ masked channels out and the smaller model is fine-tuned.
 import numbers
 import warnings
 
-from tf_compress._keras import check_model
+import keras as keras3
+
+from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras
 from tf_compress._keras import register
 from tf_compress._keras import tf
 from tf_compress.errors import UserInputError
 from tf_compress.pruning import channel_groups
+from tf_compress.pruning import keras3_slicing
 from tf_compress.pruning import rebuild
 from tf_compress.pruning import slicing
 
@@ -31,6 +34,8 @@ def _check_int(value, name, lowest):
   return int(value)
 
 
+# Registered with both Keras: one class drives `fit` of either.
+@keras3.saving.register_keras_serializable(package="tf_compress")
 @register
 class SlicingCallback(keras.callbacks.Callback):
   """Masks the lowest-ranked channels progressively during training.
@@ -41,7 +46,8 @@ class SlicingCallback(keras.callbacks.Callback):
   reached at the start of `end_epoch`. Masks are updated every
   `frequency_epochs` epochs from `begin_epoch` (and at `end_epoch`), and
   applied again after every training batch. `logs["slicing_ratio"]` holds
-  the ratio in force at the end of each epoch.
+  the ratio in force at the end of each epoch. It trains Keras 3 and
+  tf_keras Functional/Sequential models alike.
 
   Args:
     target_ratio: final fraction in [0, 1) of each layer's channels to mask.
@@ -97,8 +103,8 @@ class SlicingCallback(keras.callbacks.Callback):
         epoch >= self.end_epoch)
 
   def set_model(self, model):
+    keras3_slicing.check_slicing_model(model, "SlicingCallback")
     super().set_model(model)
-    check_model(model)
     if model is self._analyzed:
       return
     self._graph = channel_groups.analyze_channels(model)
@@ -122,7 +128,11 @@ class SlicingCallback(keras.callbacks.Callback):
       self._apply_fn()
 
   def _build_apply_fn(self):
-    masks = list(self._masks)
+    if is_keras3_object(self.model):
+      self._apply_fn = keras3_slicing.KerasMasks(self.model, self._masks)
+      return
+    masks = [(variable, tf.constant(mask, variable.dtype))
+             for variable, mask in self._masks]
 
     # One traced call instead of one eager op per variable: this runs after
     # every batch, and mirrored variables make eager updates slow.
@@ -140,14 +150,15 @@ class SlicingCallback(keras.callbacks.Callback):
     ratio = self.ratio_at(epoch)
     if ratio <= self.ratio or not self._updates_at(epoch):
       return
+    # JAX keeps the weights in the trainer's state mid-fit: write it back
+    # before ranking them (a no-op on other backends and on tf_keras).
+    getattr(self.model, "jax_state_sync", lambda: None)()
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", RuntimeWarning)  # said in set_model
       self._keep, _, _ = slicing.plan_keep(
           self._graph, ratio, self.criterion, self.layers,
           previous=self._keep or None)
-    self._masks = [(variable, tf.constant(mask, variable.dtype))
-                   for variable, mask in rebuild.channel_masks(
-                       self._graph, self._keep)]
+    self._masks = rebuild.channel_masks(self._graph, self._keep)
     self.ratio = ratio
     self._build_apply_fn()
     self._apply_masks()

@@ -2,8 +2,10 @@
 
 QAT follows the model: a Keras 3 model gets the native engine
 (`keras3_qat`: BatchNormalization folded, ReLU fused, subclassed and nested
-models instrumented in place), a tf_keras model tfmot's wrappers. Clustering
-and the collaborative schemes are tfmot's, for tf_keras models.
+models instrumented in place), a tf_keras model tfmot's wrappers. So do
+clustering and the collaborative schemes (PQAT, CQAT, prune then cluster):
+native for Keras 3 (`keras3_clustering`, `keras3_collaborative`), tfmot's
+for tf_keras models.
 
     from tf_compress import quantization
 
@@ -26,12 +28,16 @@ from tf_compress.quantization.qat_callbacks import QATFreezeCallback
 from tf_compress.quantization.clustering import CLUSTER_INITS
 from tf_compress.quantization.clustering import cluster_model
 from tf_compress.quantization.clustering import find_clustering_wrappers
+from tf_compress.quantization.clustering import load_clustered_model
 from tf_compress.quantization.clustering import strip_clustering
 from tf_compress.quantization.clustering import unique_values_per_layer
 from tf_compress.quantization.collaborative import cqat_model
 from tf_compress.quantization.collaborative import pqat_model
 from tf_compress.quantization.collaborative import prune_then_cluster
+from tf_compress.quantization import keras3_clustering
+from tf_compress.quantization import keras3_collaborative
 from tf_compress.quantization import keras3_qat
+from tf_compress.quantization.keras3_clustering import ClusterState
 from tf_compress.quantization.keras3_qat import QATState
 from tf_compress.quantization.qat import find_quantizers
 from tf_compress.quantization.qat import load_qat_model
@@ -60,7 +66,9 @@ __all__ = [
     "keras3_qat", "QATState",
     # Clustering.
     "CLUSTER_INITS", "cluster_model", "find_clustering_wrappers",
-    "strip_clustering", "unique_values_per_layer",
+    "load_clustered_model", "strip_clustering", "unique_values_per_layer",
+    # The Keras 3 clustering engine.
+    "keras3_clustering", "ClusterState",
     # Collaborative optimisation.
-    "cqat_model", "pqat_model", "prune_then_cluster",
+    "cqat_model", "pqat_model", "prune_then_cluster", "keras3_collaborative",
 ]

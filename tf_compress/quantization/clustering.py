@@ -1,7 +1,9 @@
-"""Weight clustering with tfmot: at most N distinct values per kernel.
+"""Weight clustering: at most N distinct values per kernel (both engines).
 
-`cluster_model` copies the caller's model and wraps the chosen layers with
-tfmot's `ClusterWeights`: each clusterable weight (the kernel of Conv and
+A Keras 3 model goes to the native engine (`keras3_clustering`: no tfmot;
+Sequential, Functional, subclassed and nested models). For a tf_keras
+model, `cluster_model` copies the caller's model and wraps the chosen
+layers with tfmot's `ClusterWeights`: each clusterable weight (the kernel of Conv and
 Dense layers, an Embedding's table, a SeparableConv's pointwise kernel) is
 replaced by `num_clusters` shared centroids, fine-tuned in training. After
 `strip_clustering`, each such weight holds at most `num_clusters` distinct
@@ -18,22 +20,25 @@ attention layers are not handled here.
 """
 
 import collections.abc
-import numbers
 
 import numpy as np
 
-from tf_compress._keras import check_model, keras
+from tf_compress._keras import check_model, is_keras3_object, keras
 from tf_compress._tfmot import is_tfmot_instance
 from tf_compress._tfmot import lazy
 from tf_compress._tfmot import tfmot
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.models.graph import check_graph_model
+from tf_compress.models.persistence import load_tfmot_model
+from tf_compress.models.persistence import saved_by_keras3
+from tf_compress.quantization import keras3_clustering
 from tf_compress.quantization.qat import check_plain_model
 from tf_compress.quantization.qat import copy_model
 from tf_compress.quantization.qat import layer_filter
 
 __all__ = ["CLUSTER_INITS", "cluster_model", "strip_clustering",
-           "unique_values_per_layer", "find_clustering_wrappers"]
+           "unique_values_per_layer", "find_clustering_wrappers",
+           "load_clustered_model"]
 
 # tfmot, looked up on first use (only tf_keras models need it). It exports
 # neither the wrapper class, nor the registry's weight table, nor (in its
@@ -65,23 +70,13 @@ class _Inits(collections.abc.Mapping):
 CLUSTER_INITS = _Inits()
 
 
-def _check_num_clusters(num_clusters):
-  if (isinstance(num_clusters, bool) or
-      not isinstance(num_clusters, numbers.Integral) or num_clusters < 2):
-    raise UserInputError(
-        f"num_clusters must be an integer >= 2 (distinct values kept per "
-        f"weight), got {num_clusters!r}; 8 or 16 are common")
-  return int(num_clusters)
+_check_num_clusters = keras3_clustering.check_num_clusters
 
 
 def _check_init(init):
   if is_tfmot_instance(init, _Init):
     return init
-  if not isinstance(init, str) or init not in CLUSTER_INITS:
-    raise UserInputError(
-        f"unknown centroid initialization {init!r}; choose one of "
-        f"{', '.join(CLUSTER_INITS)}")
-  return CLUSTER_INITS[init]
+  return CLUSTER_INITS[keras3_clustering.check_init(init)]
 
 
 def clusterable_weights(layer):
@@ -128,9 +123,16 @@ def cluster_model(model, num_clusters, init="kmeans++", layers=None,
   result (an epoch or two at a low learning rate), then `strip_clustering`
   it for export.
 
+  A Keras 3 model gets the native engine (`keras3_clustering`): a
+  Sequential or Functional model is copied, a subclassed one is clustered
+  in place (and returned); nested models are walked. Its clustered weights
+  are the kernels of Dense, Conv1D/2D/3D and DepthwiseConv2D, the
+  pointwise kernels of SeparableConv1D/2D and Embedding tables; indices are
+  re-assigned at every step, as tfmot does.
+
   Args:
     model: a trained, built tf_keras Sequential or Functional model (no
-      nested models, no tfmot wrappers).
+      nested models, no tfmot wrappers), or a built Keras 3 model.
     num_clusters: distinct values per clustered weight, an integer >= 2.
     init: centroid initialization, one of `CLUSTER_INITS`: `kmeans++`,
       `linear` (evenly spaced between min and max), `density` (evenly
@@ -143,15 +145,18 @@ def cluster_model(model, num_clusters, init="kmeans++", layers=None,
       `collaborative.prune_then_cluster`.
 
   Returns:
-    A new, uncompiled `keras.Model` with tfmot `ClusterWeights` wrappers.
+    A new, uncompiled `keras.Model` with tfmot `ClusterWeights` wrappers;
+    for Keras 3, the instrumented copy (or model).
 
   Raises:
-    TypeError: for a Keras 3 model.
     UserInputError: `num_clusters` < 2, an unknown `init`, or a bad
       selection.
     ModelError: the model cannot be wrapped, a chosen layer cannot be
       clustered, or none is chosen.
   """
+  if is_keras3_object(model):
+    return keras3_clustering.cluster_keras3_model(
+        model, num_clusters, init, layers, layer_types, preserve_sparsity)
   check_plain_model(model, "cluster_model")
   num_clusters = _check_num_clusters(num_clusters)
   centroid_init = _check_init(init)
@@ -188,7 +193,15 @@ def cluster_model(model, num_clusters, init="kmeans++", layers=None,
 
 
 def find_clustering_wrappers(model):
-  """The tfmot `ClusterWeights` wrappers of `model`, in model order."""
+  """The clustered layers of `model`, in model order.
+
+  Returns:
+    For a tf_keras model, tfmot's `ClusterWeights` wrappers; for a Keras 3
+    model, the layers holding a `keras3_clustering.ClusterState` (nested
+    ones included).
+  """
+  if is_keras3_object(model):
+    return keras3_clustering.find_keras3_clustered_layers(model)
   return [layer for layer in model.layers
           if is_tfmot_instance(layer, ClusterWeights)]
 
@@ -200,19 +213,23 @@ def strip_clustering(model):
   refreshes each wrapper's cluster assignments first; the wrappers'
   variables are restored afterwards, so `model` is left as it was); the
   result is copied again, so it shares no layer or variable with `model`.
+  A Keras 3 Sequential or Functional model is copied the same way; a
+  subclassed one is stripped in place (and returned).
 
   Args:
     model: a Sequential or Functional model with clustering wrappers (a
-      model without any is simply copied).
+      model without any is simply copied), or a Keras 3 model.
 
   Returns:
     A new, uncompiled `keras.Model` with the original layer classes, each
-    clustered weight holding the centroids its indices point to.
+    clustered weight holding the centroids its indices point to: at most
+    `num_clusters` distinct values (0 among them with `preserve_sparsity`).
 
   Raises:
-    TypeError: for a Keras 3 model.
-    ModelError: for a subclassed model.
+    ModelError: for a subclassed tf_keras model.
   """
+  if is_keras3_object(model):
+    return keras3_clustering.strip_keras3_clustering(model)
   check_graph_model(model, "strip_clustering")
   wrappers = find_clustering_wrappers(model)
   variables = [v for wrapper in wrappers for v in wrapper.variables]
@@ -233,14 +250,16 @@ def unique_values_per_layer(model):
 
   Returns:
     A list of dicts, one per clusterable weight in model order: `layer`
-    (the layer's name, without tfmot's `cluster_` prefix), `weight` (its
-    attribute name, e.g. `kernel`), `size` (elements) and `unique`
-    (distinct values). Layers tfmot cannot cluster are not listed.
+    (the layer's name, without tfmot's `cluster_` prefix; for Keras 3 its
+    path, `inner/conv` in a nested model), `weight` (its attribute name,
+    e.g. `kernel`), `size` (elements) and `unique` (distinct values).
+    Layers the engine cannot cluster are not listed.
 
   Raises:
-    TypeError: for a Keras 3 model.
-    ModelError: for a subclassed model.
+    ModelError: for a subclassed tf_keras model.
   """
+  if is_keras3_object(model):
+    return keras3_clustering.keras3_unique_rows(model)
   check_model(model)
   if find_clustering_wrappers(model):
     model = strip_clustering(model)
@@ -254,3 +273,43 @@ def unique_values_per_layer(model):
                    "size": int(values.size),
                    "unique": int(np.unique(values).size)})
   return rows
+
+
+def load_clustered_model(path, num_clusters=None, layers=None,
+                         layer_types=None, preserve_sparsity=False,
+                         safe_mode=True):
+  """Loads a clustered model saved mid-training (centroids included).
+
+  A `.keras` file saved by Keras 3 is loaded by the native engine
+  (`keras3_clustering.load_keras3_clustered_model`): clustered again with
+  the arguments it was clustered with, then given its saved weights and
+  centroids. Other files are read by `tf_compress.models.load_tfmot_model`
+  (tfmot's wrappers are in the file's config).
+
+  Args:
+    path: the saved model.
+    num_clusters: Keras 3 only (required): as given to `cluster_model`.
+    layers: Keras 3 only: as given to `cluster_model`.
+    layer_types: Keras 3 only: as given to `cluster_model`.
+    preserve_sparsity: Keras 3 only: as given to `cluster_model`.
+    safe_mode: Keras 3 only: Keras' safe mode (refuses `Lambda` layers).
+
+  Returns:
+    The clustered model. A Keras 3 graph model comes back uncompiled and
+    without its optimizer state: compile it again to train on.
+
+  Raises:
+    UserInputError: a Keras 3 file without `num_clusters`.
+    ModelError: the file is missing or corrupt, or its clusters do not
+      match the arguments.
+  """
+  if saved_by_keras3(path):
+    if num_clusters is None:
+      raise UserInputError(
+          f"load_clustered_model({str(path)!r}): a Keras 3 file needs the "
+          "num_clusters (and layers, layer_types, preserve_sparsity) it was "
+          "clustered with")
+    return keras3_clustering.load_keras3_clustered_model(
+        path, num_clusters, layers, layer_types, preserve_sparsity,
+        safe_mode=safe_mode)
+  return load_tfmot_model(path)

@@ -1,5 +1,8 @@
 """Collaborative optimisation: each step keeps what the previous one gained.
 
+A Keras 3 model gets the native engine (`keras3_collaborative`: masks and
+fixed clusters on the native QAT engine, no tfmot); it takes models that are
+stripped or still instrumented by the step before. For tf_keras models,
 tfmot's collaborative schemes chain pruning, clustering and QAT without
 undoing each other:
 
@@ -27,11 +30,14 @@ fix, tfmot left the kernel of a Conv2D followed by a ReLU layer outside
 the preserving quantizer, and its zeros and clusters drifted in training.
 """
 
+from tf_compress._keras import is_keras3_object
 from tf_compress._tfmot import lazy
 
 from tf_compress.errors import ModelError
 from tf_compress.pruning.sparsity_stats import sparsity_table
 from tf_compress.quantization import clustering
+from tf_compress.quantization import keras3_collaborative
+from tf_compress.quantization.keras3_collaborative import MAX_CLUSTERS
 from tf_compress.quantization.qat import apply_scheme
 from tf_compress.quantization.qat import check_plain_model
 
@@ -39,8 +45,6 @@ __all__ = ["pqat_model", "cqat_model", "prune_then_cluster",
            "MAX_CLUSTERS"]
 
 _combine = lazy("experimental.combine")
-# tfmot's CQAT treats a kernel with more distinct values as not clustered.
-MAX_CLUSTERS = 1024
 
 
 def _check_pruned(model, what):
@@ -65,23 +69,31 @@ def _check_clustered(model, what):
 def pqat_model(model, layers=None, layer_types=None):
   """Prune-preserving QAT: a QAT copy of a pruned model keeping its zeros.
 
+  For a Keras 3 model (stripped, or still being pruned), each kernel with
+  zeros is multiplied by a fixed mask of its non-zeros in every forward
+  pass of the native QAT engine.
+
   Args:
-    model: a pruned and stripped tf_keras model (see `pruning.strip_pruning`).
+    model: a pruned and stripped tf_keras model (see `pruning.strip_pruning`),
+      or a pruned Keras 3 model.
     layers: None (all layers), or name patterns of the layers to quantize.
     layer_types: None (all), or class names.
 
   Returns:
-    A new, uncompiled QAT model; compile and fine-tune it, then export it
+    A new, uncompiled QAT model (a subclassed Keras 3 model: itself, made
+    quantization-aware in place); compile and fine-tune it, then export it
     with `convert_to_tflite(qat, "int8")`.
 
   Raises:
-    TypeError: for a Keras 3 model.
     UserInputError: for a bad selection.
     ModelError: the model holds tfmot wrappers (strip them first), has no
       zeros, or holds a layer tfmot cannot quantize with this scheme (the
       collaborative schemes know Conv2D, DepthwiseConv2D, Dense and layers
       without weights).
   """
+  if is_keras3_object(model):
+    _check_pruned(model, "pqat_model")
+    return keras3_collaborative.pqat_keras3_model(model, layers, layer_types)
   check_plain_model(model, "pqat_model")
   _check_pruned(model, "pqat_model")
   return apply_scheme(model, _combine.Default8BitPrunePreserveQuantizeScheme(),
@@ -95,27 +107,35 @@ def cqat_model(model, preserve_sparsity=False, layers=None, layer_types=None):
   clusters of distinct values; in the int8 file, at most that many int8
   values per output channel (per-channel kernels) or per tensor.
 
+  For a Keras 3 model (stripped, or still clustered), the indices of each
+  clustered kernel are fixed and its centroids are trained instead of the
+  kernel, on the native QAT engine.
+
   Args:
-    model: a clustered and stripped tf_keras model (see `strip_clustering`).
+    model: a clustered and stripped tf_keras model (see `strip_clustering`),
+      or a clustered Keras 3 model.
     preserve_sparsity: also keep the zeros of a pruned-then-clustered model
       (PCQAT).
     layers: None (all layers), or name patterns of the layers to quantize.
     layer_types: None (all), or class names.
 
   Returns:
-    A new, uncompiled QAT model.
+    A new, uncompiled QAT model (a subclassed Keras 3 model: itself).
 
   Raises:
-    TypeError: for a Keras 3 model.
     UserInputError: for a bad selection.
     ModelError: the model holds tfmot wrappers, is not clustered (or, with
       `preserve_sparsity`, not pruned), or holds a layer this scheme cannot
       quantize.
   """
-  check_plain_model(model, "cqat_model")
+  if not is_keras3_object(model):
+    check_plain_model(model, "cqat_model")
   _check_clustered(model, "cqat_model")
   if preserve_sparsity:
     _check_pruned(model, "cqat_model(preserve_sparsity=True)")
+  if is_keras3_object(model):
+    return keras3_collaborative.cqat_keras3_model(
+        model, preserve_sparsity, layers, layer_types)
   scheme = _combine.Default8BitClusterPreserveQuantizeScheme(
       preserve_sparsity=bool(preserve_sparsity))
   return apply_scheme(model, scheme, layers, layer_types, "cqat_model")
@@ -126,7 +146,8 @@ def prune_then_cluster(model, num_clusters, init="kmeans++", layers=None,
   """Sparsity-preserving clustering of a pruned model.
 
   Args:
-    model: a pruned and stripped tf_keras model.
+    model: a pruned and stripped tf_keras model, or a pruned Keras 3 model
+      (stripped, or still being pruned).
     num_clusters: distinct values per clustered kernel (one of them 0), an
       integer >= 2.
     init: centroid initialization (see `clustering.CLUSTER_INITS`).
@@ -134,15 +155,19 @@ def prune_then_cluster(model, num_clusters, init="kmeans++", layers=None,
     layer_types: None (all), or class names.
 
   Returns:
-    A new, uncompiled model with clustering wrappers; fine-tune it, then
-    `strip_clustering` it. Zeros stay zeros.
+    A new, uncompiled model with clustering wrappers (Keras 3: see
+    `cluster_model`); fine-tune it, then `strip_clustering` it. Zeros stay
+    zeros.
 
   Raises:
-    TypeError: for a Keras 3 model.
     UserInputError: `num_clusters` < 2, an unknown `init`, a bad selection.
     ModelError: the model holds tfmot wrappers, has no zeros, or a chosen
       layer cannot be clustered.
   """
+  if is_keras3_object(model):
+    _check_pruned(model, "prune_then_cluster")
+    return keras3_collaborative.prune_then_cluster_keras3(
+        model, num_clusters, init, layers, layer_types)
   check_plain_model(model, "prune_then_cluster")
   _check_pruned(model, "prune_then_cluster")
   return clustering.cluster_model(model, num_clusters, init, layers,

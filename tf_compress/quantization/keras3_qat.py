@@ -47,9 +47,14 @@ from tf_compress.models.persistence import load_model
 __all__ = ["QATState", "quantize_keras3_model", "strip_keras3_quantization",
            "keras3_qat_states", "is_keras3_qat", "freeze_keras3_qat",
            "unfolded_batch_norms", "load_keras3_qat_model",
-           "QAT_STATE_ATTRIBUTE"]
+           "QAT_STATE_ATTRIBUTE", "KERNEL_SOURCE_ATTRIBUTE"]
 
 QAT_STATE_ATTRIBUTE = "_tf_compress_qat"
+# A clustering or sparsity state (`keras3_kernel_source`) may stand in for
+# a layer's kernel: the object at this attribute has `weight_name`,
+# `forward_kernel(variable)` (the tensor the forward pass uses instead of
+# the variable) and `weights` (its own variables, not the float model's).
+KERNEL_SOURCE_ATTRIBUTE = "_tf_compress_kernel_source"
 _MODEL_MARK = "_tf_compress_qat_layers"
 
 _WEIGHT_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D")
@@ -254,6 +259,13 @@ def _operation(tensor):
   return tensor._keras_history.operation
 
 
+def _forward_kernel(layer):
+  source = getattr(layer, KERNEL_SOURCE_ATTRIBUTE, None)
+  if source is None:
+    return layer.kernel
+  return source.forward_kernel(layer.kernel)
+
+
 def _weights_call(layer, state, plan):
   """The instrumented `call` of a Dense or convolution layer."""
   name = _kind_name(layer)
@@ -269,7 +281,7 @@ def _weights_call(layer, state, plan):
     x = inputs
     if 0 in state.quantized_inputs:
       x = state.fake_quant("input_0", x, training)
-    kernel = layer.kernel
+    kernel = _forward_kernel(layer)
     bias = layer.bias if layer.use_bias else None
     if bn is not None:
       scale = ops.rsqrt(ops.cast(bn.moving_variance, "float32") + bn.epsilon)
@@ -727,10 +739,22 @@ def strip_keras3_quantization(model):
 
 
 def _float_weights(model):
-  """`model.get_weights()` without the `QATState` variables, in order."""
+  """`model.get_weights()` without the `QATState` variables, in order.
+
+  A kernel with a kernel source (clustering, a sparsity mask) takes the
+  value the forward pass uses; the source's own variables are left out.
+  """
   skip = {id(v) for _, state in keras3_qat_states(model)
           for v in state.weights}
-  return [ops.convert_to_numpy(v) for v in model.weights
+  values = {}
+  # pylint: disable-next=protected-access
+  for layer in model._flatten_layers(include_self=False):
+    source = getattr(layer, KERNEL_SOURCE_ATTRIBUTE, None)
+    if source is not None:
+      skip.update(id(v) for v in source.weights)
+      variable = getattr(layer, source.weight_name)
+      values[id(variable)] = source.forward_kernel(variable)
+  return [ops.convert_to_numpy(values.get(id(v), v)) for v in model.weights
           if id(v) not in skip]
 
 

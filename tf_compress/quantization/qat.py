@@ -331,11 +331,17 @@ def quantize_model(model, layers=None, layer_types=None, scheme="8bit"):
 
 
 def find_quantizers(model):
-  """The tfmot quantize wrappers and input quantize layers of `model`.
+  """The quantization-aware layers of `model`.
 
   Returns:
-    `(wrappers, quantize_layers)`, two lists of layers in model order.
+    `(wrappers, quantize_layers)`, two lists of layers in model order: for
+    a tf_keras model, tfmot's quantize wrappers and its input quantize
+    layers; for a Keras 3 model, the layers the native engine instrumented
+    (and an empty list: it has no separate input quantizers).
   """
+  if is_keras3_object(model):
+    return ([layer for layer, _ in keras3_qat.keras3_qat_states(model)],
+            [])
   wrappers, inputs = [], []
   for layer in model.layers:
     if isinstance(layer, tq.QuantizeWrapper):

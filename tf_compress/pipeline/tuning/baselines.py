@@ -30,7 +30,7 @@ from tf_compress import export as export_lib
 from tf_compress import models as models_lib
 from tf_compress import repro
 from tf_compress.pipeline import training
-from tf_compress._keras import keras
+from tf_compress._keras import clear_sessions
 from tf_compress.analysis import balanced_accuracy
 from tf_compress.analysis import top_k_accuracy
 from tf_compress.io_utils import atomic_write_json
@@ -69,7 +69,7 @@ def _locked(path):
 
 def _train(config, splits):
   """Trains a baseline like `pipeline.run` does; returns the model."""
-  keras.backend.clear_session()
+  clear_sessions()
   repro.set_seed(config.fit.seed)
   strategy = distribute.make_strategy(config.fit.strategy, config.fit.num_cpu_devices)
   with strategy.scope():

@@ -22,7 +22,7 @@ from tf_compress import benchmark as benchmark_lib
 from tf_compress import distribute
 from tf_compress import export as export_lib
 from tf_compress import repro
-from tf_compress._keras import keras
+from tf_compress._keras import clear_sessions
 from tf_compress.adversarial import result_key
 from tf_compress.adversarial import robust_accuracy_tflite
 from tf_compress.analysis import balanced_accuracy
@@ -75,7 +75,7 @@ def evaluate_fold(config, fold, baseline_info, settings, callbacks=(),
     A dict: each of `METRICS` (None when not measured), `baseline_accuracy`,
     `export`, `stages`.
   """
-  keras.backend.clear_session()
+  clear_sessions()
   repro.set_seed(config.fit.seed)
   strategy = distribute.make_strategy(config.fit.strategy, config.fit.num_cpu_devices)
   baseline = baselines.load_baseline(baseline_info)

@@ -1,0 +1,280 @@
+"""The Keras 3 engine of `AdversarialModel`: adversarial training, no tfmot.
+
+`AdversarialModel(base)` builds a `Keras3AdversarialModel` when `base` is a
+Keras 3 model; `isinstance(model, AdversarialModel)` holds for it too. It
+trains as the tf_keras model does: each batch is perturbed by the attack
+against the current weights (inference mode), then the clean and the
+adversarial examples go through the base model in one `training=True`
+call, and the loss is `(1 - ratio) * clean + ratio * adversarial`.
+
+Keras 3 specifics:
+
+* The attacks take gradients with `tf.GradientTape`, so the TensorFlow
+  backend is required.
+* Each half's loss is the compiled loss as this replica's mean
+  (`replica_mean_loss`: Keras 3 divides a loss by the replicas in sync);
+  the regularization losses of the trained model are added once, and the
+  total is divided by the replicas once, before the gradients (which are
+  summed over replicas). The logs are per-replica means, as Keras' own.
+* The optimizer applies variable constraints after each update, so a base
+  pruned by the native engine (masks as kernel constraints) keeps its
+  sparsity, and `PruningCallback` steps with the optimizer's iterations.
+* The base may be a Keras 3 `Distiller`: the attack targets its student,
+  and the distillation loss applies to both halves with the teacher's
+  targets on the clean inputs (cached teacher outputs work), as the
+  tf_keras engine does.
+"""
+
+import keras
+from keras import ops
+
+from tf_compress._keras import tf
+from tf_compress.adversarial import attacks
+from tf_compress.adversarial.training_attack import TrainingAttack
+from tf_compress.distillation.compiled_loss import check_compiled_loss
+from tf_compress.distillation.compiled_loss import replica_mean_loss
+from tf_compress.distillation.keras3_distiller import Keras3Distiller
+
+__all__ = ["Keras3AdversarialModel"]
+
+# What `test_step` does not report.
+_TRAIN_ONLY = ("clean_loss", "adversarial_loss", "adversarial_accuracy")
+_DISTILL_TERMS = ("student_loss", "distillation_loss", "feature_loss")
+
+
+def _replicas():
+  return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _regularization(model):
+  losses = [ops.cast(l, "float32") for l in model.losses]
+  return ops.sum(ops.stack(losses)) if losses else ops.zeros((), "float32")
+
+
+@keras.saving.register_keras_serializable(package="tf_compress")
+class Keras3AdversarialModel(keras.Model):
+  """Trains a Keras 3 `base_model` on a mix of clean and adversarial batches.
+
+  Built by `AdversarialModel(base_model, ...)` for a Keras 3 base; the
+  arguments, logs and behaviour are `AdversarialModel`'s (see there).
+  `fit` reports `loss` (the mixed total), `clean_loss`, `adversarial_loss`,
+  `adversarial_accuracy`, the compiled metrics (on the clean half), and
+  with a `Distiller` base also `student_loss`, `distillation_loss` (and
+  `feature_loss`), mixed in the same ratio; `evaluate` reports `loss` (and
+  the distillation terms) and the metrics on clean data. Save or export
+  `.base_model` (or the Distiller's student).
+
+  Args:
+    base_model: a Keras 3 classifier on the TensorFlow backend (logits
+      unless `from_logits=False`), possibly pruned by
+      `tf_compress.pruning.prune_model`, or a Keras 3 `Distiller`.
+    attack: `"pgd"` or `"fgsm"`.
+    epsilon: the attack's radius (>= 0) in input units.
+    ratio: weight of the adversarial loss, in (0, 1].
+    steps: PGD steps (>= 1); ignored by FGSM.
+    step_size: step size (>= 0), or None for the attack's default.
+    norm: `"linf"` or `"l2"` (PGD only).
+    random_start: start the attack from a random point of the ball.
+    clip_min: smallest valid input value.
+    clip_max: largest valid input value.
+    from_logits: whether the base model outputs logits.
+    **kwargs: `keras.Model` arguments such as `name`.
+
+  Raises:
+    TypeError: `base_model` is not a Keras 3 model.
+    ModelError: the backend is not TensorFlow.
+    UserInputError: a bad attack, epsilon, ratio, steps, step size, norm or
+      range.
+
+  Example:
+    >>> adv = AdversarialModel(keras3_model, attack="pgd", epsilon=0.1)
+    >>> adv.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+    ...     from_logits=True), metrics=["accuracy"])
+    >>> adv.fit(x, y, epochs=10, callbacks=[EpsilonWarmup(3)])
+    >>> adv.base_model.save("robust.keras")
+  """
+
+  def __init__(self, base_model, attack="pgd", epsilon=0.1, ratio=0.5,
+               steps=5, step_size=None, norm="linf", random_start=True,
+               clip_min=0.0, clip_max=1.0, from_logits=True, **kwargs):
+    super().__init__(**kwargs)
+    if not isinstance(base_model, keras.Model):
+      raise TypeError(f"`base_model` must be a Keras 3 Model, got "
+                      f"{type(base_model).__name__}.")
+    attacks.check_attack_model(base_model, "base_model")
+    settings = TrainingAttack(attack, epsilon, ratio, steps, step_size, norm,
+                              random_start, clip_min, clip_max, from_logits)
+    self._settings = settings
+    self.base_model = base_model
+    self.attack = settings.attack
+    self.ratio = settings.ratio
+    self.steps = settings.steps
+    self.step_size = settings.step_size
+    self.norm = settings.norm
+    self.random_start = settings.random_start
+    self.clip_min = settings.clip_min
+    self.clip_max = settings.clip_max
+    self.from_logits = settings.from_logits
+    self.epsilon = self.add_weight(
+        name="epsilon", shape=(), trainable=False, dtype="float32",
+        initializer=keras.initializers.Constant(settings.epsilon))
+    self._distiller = (base_model if isinstance(base_model, Keras3Distiller)
+                       else None)
+    names = ["loss", "clean_loss", "adversarial_loss"]
+    if self._distiller is not None:
+      names += ["student_loss", "distillation_loss"]
+      if self._distiller.feature_pairs:
+        names.append("feature_loss")
+    self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
+    self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(
+        name="adversarial_accuracy")
+    # Training calls the base model, never `self`: built when it is.
+    self.built = base_model.built
+
+  @property
+  def target_model(self):
+    """The model the attack is crafted against (a Distiller's student)."""
+    if self._distiller is not None:
+      return self._distiller.student
+    return self.base_model
+
+  def call(self, inputs, training=None):
+    return self.base_model(inputs, training=training)
+
+  def perturb(self, x, labels):
+    """Adversarial examples for a batch, with the current epsilon."""
+    return self._settings.perturb(self.target_model, x, labels, self.epsilon)
+
+  # -- losses ----------------------------------------------------------------
+
+  def _hard_loss(self, labels, logits, sample_weight):
+    return replica_mean_loss(self, labels, logits, sample_weight)
+
+  def _targets(self, x, y):
+    if self._distiller is not None:
+      return self._distiller.teacher_targets(x, y)
+    return y, None, []
+
+  def _forward(self, inputs, training):
+    if self._distiller is not None:
+      return self._distiller.student_outputs(inputs, training=training)
+    return self.base_model(inputs, training=training), []
+
+  def _terms(self, targets, sample_weight, logits, features):
+    labels, teacher_logits, teacher_features = targets
+    if self._distiller is None:
+      return {"total": ops.cast(
+          self._hard_loss(labels, logits, sample_weight), "float32")}
+    return self._distiller.loss_terms(labels, sample_weight, logits,
+                                      features, teacher_logits,
+                                      teacher_features, self._hard_loss)
+
+  def _labels(self, y):
+    if self._distiller is not None:
+      return self._distiller.labels_of(y)
+    return y
+
+  # -- Keras hooks -----------------------------------------------------------
+
+  # Keras 3 builds the compiled loss and metrics by calling these two on the
+  # data's own `y`, which with cached teacher outputs is a dict: hand them
+  # the labels. (The steps mix their losses themselves.)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
+                   training=True):
+    return super().compute_loss(x, self._labels(y), y_pred, sample_weight,
+                                training=training)
+
+  def compute_metrics(self, x, y, y_pred, sample_weight=None):
+    return super().compute_metrics(x, self._labels(y), y_pred, sample_weight)
+
+  @property
+  def metrics(self):
+    metrics = list(self._trackers.values()) + [self.adversarial_accuracy]
+    # Keras 3 keeps the compiled metrics in one container, which
+    # `compute_metrics` updates; listed here, `fit` resets and reports them.
+    compiled = getattr(self, "_compile_metrics", None)
+    if compiled is not None:
+      metrics.append(compiled)
+    return metrics
+
+  def train_step(self, data):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    targets = self._targets(x, y)
+    labels = targets[0]
+    x_adv = self.perturb(x, labels)
+    batch = ops.shape(x)[0]
+    with tf.GradientTape() as tape:
+      # One training call for both halves (one set of BN statistics).
+      logits, features = self._forward(
+          ops.concatenate([ops.cast(x, x_adv.dtype), x_adv], axis=0),
+          training=True)
+      clean = self._terms(targets, sample_weight, logits[:batch],
+                          [f[:batch] for f in features])
+      adv = self._terms(targets, sample_weight, logits[batch:],
+                        [f[batch:] for f in features])
+      total = ((1.0 - self.ratio) * clean["total"] +
+               self.ratio * adv["total"] +
+               _regularization(self.target_model))
+      # Gradients are summed over replicas: scale each replica's mean.
+      scaled = self.optimizer.scale_loss(total / _replicas())
+    variables = self.trainable_variables
+    gradients = tape.gradient(scaled, variables)
+    # `apply_gradients` applies the variables' constraints after the
+    # update: the pruning masks of a pruned base.
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    self._trackers["loss"].update_state(total)
+    self._trackers["clean_loss"].update_state(clean["total"])
+    self._trackers["adversarial_loss"].update_state(adv["total"])
+    for name in _DISTILL_TERMS:
+      if name in self._trackers:
+        self._trackers[name].update_state(
+            (1.0 - self.ratio) * clean[name] + self.ratio * adv[name])
+    self.adversarial_accuracy.update_state(labels, logits[batch:],
+                                           sample_weight)
+    return self.compute_metrics(x, labels, logits[:batch], sample_weight)
+
+  def test_step(self, data):
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    targets = self._targets(x, y)
+    logits, features = self._forward(x, training=False)
+    terms = self._terms(targets, sample_weight, logits, features)
+    self._trackers["loss"].update_state(
+        terms["total"] + _regularization(self.target_model))
+    for name in _DISTILL_TERMS:
+      if name in self._trackers:
+        self._trackers[name].update_state(terms[name])
+    logs = self.compute_metrics(x, targets[0], logits, sample_weight)
+    return {k: v for k, v in logs.items() if k not in _TRAIN_ONLY}
+
+  # Checks run here, in Python: an error raised while Keras traces the
+  # train step would reach the caller wrapped in a TensorFlow StagingError.
+
+  def fit(self, x=None, y=None, batch_size=None, **kwargs):
+    # pylint: disable=arguments-differ
+    check_compiled_loss(self)
+    if self._distiller is not None:
+      self._distiller.check_data(x, y, batch_size)
+    return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+  def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+    # pylint: disable=arguments-differ
+    check_compiled_loss(self)
+    if self._distiller is not None:
+      self._distiller.check_data(x, y, batch_size)
+    return super().evaluate(x, y, batch_size=batch_size, **kwargs)
+
+  def get_config(self):
+    config = {"name": self.name,
+              "base_model": keras.saving.serialize_keras_object(
+                  self.base_model),
+              "epsilon": float(ops.convert_to_numpy(self.epsilon))}
+    config.update(self._settings.config())
+    return config
+
+  @classmethod
+  def from_config(cls, config, custom_objects=None):
+    config = dict(config)
+    config["base_model"] = keras.saving.deserialize_keras_object(
+        config["base_model"], custom_objects=custom_objects)
+    return cls(**config)
