@@ -49,6 +49,19 @@ def test_variants_present_with_common_metrics(report):
   assert (out / "training_curves_pruned.png").exists()
 
 
+def test_keras3_is_the_default_engine_and_every_export_verifies(report):
+  _, rep = report
+  assert rep["engine"] == "keras3" and rep["config"]["keras"] is None
+  for entry in rep["variants"]:
+    modes = {e["mode"]: e for e in entry["tflite"]}
+    assert set(modes) == {"float32", "int8"}, entry["name"]
+    for export in modes.values():
+      # Verified on LiteRT: the file ran on the whole test split.
+      assert export["agreement"] >= 0.95, (entry["name"], export["mode"])
+      assert abs(export["tflite_top1"] - entry["top1"]) <= 0.03
+    assert set(modes["int8"]["kernel_dtypes"]) == {"int8"}, entry["name"]
+
+
 def test_pruned_reaches_target_sparsity(report):
   out, rep = report
   pruned = _variant(rep, "pruned")

@@ -247,3 +247,4 @@ def test_demo_flagfile_parses_to_a_valid_config(repo_root):
   assert config.export.modes == ("float32", "int8")
   assert len(config.prune.sweep) >= 3  # the params-vs-accuracy curve
   assert config.output_dir == "demo_output"
+  assert config.fit.keras is None  # Keras 3, the native engine
