@@ -13,7 +13,9 @@ def test_defaults_are_valid_and_json_safe():
   assert data["dataset"] == "digits" and data["model"] == "cnn"
   assert set(data) == {opt.flag for opt in tf_compress.pipeline.options(
       tf_compress.RunConfig)}
-  assert len(data) == 57  # every wave-1 TrainConfig field, plus --keras
+  # every wave-1 TrainConfig field, plus --keras, --bootstrap_resamples and
+  # --seeds
+  assert len(data) == 59
   assert tf_compress.RunConfig.from_flat(**data) == config
 
 

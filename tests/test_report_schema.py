@@ -18,7 +18,7 @@ def test_names_and_version():
               "report.md", "tuning.json")
   names = [getattr(report_schema, n) for n in report_schema.__all__
            if n.endswith(("_NAME", "_HTML", "_MD"))]
-  assert len(set(names)) == len(names) == 8
+  assert len(set(names)) == len(names) == 9
   for name in report_schema.__all__:
     assert getattr(analysis, name) == getattr(report_schema, name)
 

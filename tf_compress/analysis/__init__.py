@@ -25,6 +25,13 @@ from tf_compress.analysis.pareto import hypervolume
 from tf_compress.analysis.pareto import pareto_front
 from tf_compress.analysis.pareto import pareto_mask
 from tf_compress.analysis.plots import plot_training_curves
+from tf_compress.analysis.seed_runs import summarize_seeds
+from tf_compress.analysis.significance import compare_predictions
+from tf_compress.analysis.significance import mcnemar_exact
+from tf_compress.analysis.significance import paired_bootstrap
+from tf_compress.analysis.significance import per_class_intervals
+from tf_compress.analysis.significance import seed_summary
+from tf_compress.analysis.significance import wilson_interval
 
 __all__ = ["balanced_accuracy", "classification_metrics", "comparison_rows",
            "confusion_matrix", "count_macs", "count_nonzero_params",
@@ -33,7 +40,9 @@ __all__ = ["balanced_accuracy", "classification_metrics", "comparison_rows",
            "format_summary", "hypervolume", "keras_file_bytes", "macro_f1",
            "model_stats", "model_summary", "pareto_front", "pareto_mask",
            "per_class_accuracy", "per_class_change", "plot_training_curves",
-           "precision_recall_f1", "top_k_accuracy"]
+           "precision_recall_f1", "top_k_accuracy", "compare_predictions",
+           "mcnemar_exact", "paired_bootstrap", "per_class_intervals",
+           "seed_summary", "summarize_seeds", "wilson_interval"]
 
 # The results report: plots, report.html, report.md (tf_compress.report CLI).
 from tf_compress.analysis.report_html import render_html
@@ -47,6 +56,7 @@ from tf_compress.analysis.report_schema import REPORT_HTML
 from tf_compress.analysis.report_schema import REPORT_MD
 from tf_compress.analysis.report_schema import REPORT_NAME
 from tf_compress.analysis.report_schema import REPORT_SCHEMA_VERSION
+from tf_compress.analysis.report_schema import PREDICTIONS_NAME
 from tf_compress.analysis.report_schema import TUNING_NAME
 from tf_compress.analysis.report_writer import load_report
 from tf_compress.analysis.report_writer import load_tuning
@@ -59,4 +69,4 @@ __all__ += ["load_report", "load_tuning", "render_html", "render_markdown",
             "write_reports"]
 __all__ += ["COMPARISON_HTML", "COMPARISON_MD", "FLAGFILE_NAME",
             "HISTORY_NAME", "REPORT_HTML", "REPORT_MD", "REPORT_NAME",
-            "REPORT_SCHEMA_VERSION", "TUNING_NAME"]
+            "PREDICTIONS_NAME", "REPORT_SCHEMA_VERSION", "TUNING_NAME"]

@@ -9,6 +9,8 @@ import base64
 import html
 import os
 
+from tf_compress.analysis import report_seeds
+from tf_compress.analysis import report_significance as significance
 from tf_compress.analysis import report_tables as tables
 from tf_compress.analysis.report_plots import plot_caption
 from tf_compress.analysis.report_schema import FLAGFILE_NAME
@@ -176,7 +178,8 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
   """
   title = title or tables.report_title(report)
   dataset = report.get("dataset") or {}
-  sections = [("results", "Results"), ("who-pays", "Who pays"),
+  sections = [("results", "Results"), ("significance", "Differences"),
+              ("who-pays", "Who pays"),
               ("sweeps", "Sweeps"), ("tuning", "Tuning"), ("plots", "Plots"),
               ("dataset", "Dataset"), ("reproduce", "Reproduce")]
   sweeps = tables.sweep_tables(report)
@@ -184,11 +187,26 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
     sections.remove(("sweeps", "Sweeps"))
   if not tuning:
     sections.remove(("tuning", "Tuning"))
+  differences = significance.significance_table(report)
+  if differences is None:
+    sections.remove(("significance", "Differences"))
   body = ["<nav>" + "".join(f'<a href="#{a}">{_text(t)}</a>'
                             for a, t in sections) + "</nav>"]
   body.append('<h2 id="results">Results</h2>')
   body.append(_headline_html(report))
   body.append(table_html(tables.comparison_table(report)))
+  if differences is not None:
+    body.append('<h2 id="significance">What the differences mean</h2>')
+    body.append("<ul class=\"claims\">" + "".join(
+        f"<li>{_text(c)}</li>" for c in significance.claims(report))
+                + "</ul>")
+    body.append(table_html(differences))
+    per_class = significance.per_class_interval_table(report)
+    if per_class is not None:
+      body.append(table_html(per_class))
+  across = report_seeds.seeds_table(report)
+  if across is not None:
+    body.append(table_html(across))
   body.append('<h2 id="who-pays">Who pays for compression</h2>')
   body.append(table_html(tables.who_pays_table(report)))
   if sweeps:

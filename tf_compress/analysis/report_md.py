@@ -6,6 +6,8 @@ names, relative to the markdown file (they are written beside it).
 
 import os
 
+from tf_compress.analysis import report_seeds
+from tf_compress.analysis import report_significance as significance
 from tf_compress.analysis import report_tables as tables
 from tf_compress.analysis.report_plots import plot_caption
 from tf_compress.analysis.report_schema import FLAGFILE_NAME
@@ -100,6 +102,17 @@ def render_markdown(report, plots, plot_dir=None, tuning=None, title=None):
               f"{tables.metric_label(metric, report)}: **{best['name']}** "
               f"({tables.fmt(best.get(metric), 'pct')}).", ""]
   lines.append(table_markdown(tables.comparison_table(report)))
+  differences = significance.significance_table(report)
+  if differences is not None:
+    lines += ["## What the differences mean", ""]
+    lines += [f"- {c}" for c in significance.claims(report)] + [""]
+    lines.append(table_markdown(differences))
+    per_class = significance.per_class_interval_table(report)
+    if per_class is not None:
+      lines.append(table_markdown(per_class))
+  across = report_seeds.seeds_table(report)
+  if across is not None:
+    lines.append(table_markdown(across))
   lines += ["## Who pays for compression", ""]
   lines.append(table_markdown(tables.who_pays_table(report)))
   sweeps = tables.sweep_tables(report)

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tf_compress.analysis import report_seeds
 from tf_compress.analysis import report_series
 from tf_compress.analysis import report_tables
 from tf_compress.analysis import report_weights
@@ -47,6 +48,8 @@ PLOT_CAPTIONS = {
                         "(percentage points).",
     "confusion_matrix": "Confusion matrix of the best compressed variant "
                         "(rows: true class).",
+    "seeds": "Top-1 accuracy over the seeds: mean, 95% interval across "
+             "seeds, and each seed's value (dots).",
     "weight_histograms": "Kernel weights before and after compression "
                          "(zeros of pruning, centroids of clustering) and "
                          "the int8 values of the int8 exports.",
@@ -451,6 +454,9 @@ def write_report_plots(report, run_dir, output_dir=None, models=None):
   if panels:
     plot_weight_histograms(panels, os.path.join(out, "weight_histograms.png"))
     plots["weight_histograms"] = "weight_histograms.png"
+  if report_seeds.plot_seed_accuracy(
+      report, os.path.join(out, report_seeds.SEEDS_PLOT)):
+    plots["seeds"] = report_seeds.SEEDS_PLOT
   for name, history in (report.get("history") or {}).items():
     if history:
       filename = ("training_curves.png" if name == "baseline"

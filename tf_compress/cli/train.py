@@ -63,6 +63,8 @@ def main(argv, flag_values=None):
   except UserInputError as exc:
     return common.report_user_error(exc)
   print(format_comparison(report["comparison"]))
+  for claim in (report.get("statistics") or {}).get("claims", []):
+    print(claim["text"])
   print(f"wrote {config.output_dir}/report.json; {_summary_line(report)}")
   return 0
 

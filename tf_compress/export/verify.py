@@ -50,7 +50,7 @@ def _per_class_accuracy(predictions, labels, num_classes):
 
 
 def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
-                  num_threads=None, isolate=True):
+                  num_threads=None, isolate=True, return_predictions=False):
   """Runs a TFLite model on LiteRT and compares it with labels and Keras.
 
   Args:
@@ -69,6 +69,8 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
       a damaged file that crashes LiteRT raises `UserInputError` instead of
       killing this process. False runs in this process (saves ~0.3 s; only
       for files just written by `export_tflite`).
+    return_predictions: also return `predictions`, the file's (samples,)
+      int64 argmax classes (for paired statistics against another model).
 
   Returns:
     A dict with `num_samples`; `tflite_top1` (accuracy against `y`, None
@@ -76,7 +78,8 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
     `agreement` (fraction of samples where TFLite and Keras predict the same
     class) and `max_abs_diff` / `mean_abs_diff` (between TFLite's dequantized
     outputs and Keras' outputs, both logits for the built-in models), None
-    without `keras_model`; `input_dtype`, `output_dtype` and `batched`.
+    without `keras_model`; `input_dtype`, `output_dtype` and `batched`;
+    `per_class_accuracy` with labels; `predictions` on request.
 
   Raises:
     TypeError: if `keras_model` is not a Keras model.
@@ -139,4 +142,6 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
         mean_abs_diff=float(diff.mean()))
     if labels is not None:
       result["keras_top1"] = float(np.mean(keras_predictions == labels))
+  if return_predictions:
+    result["predictions"] = predictions.astype(np.int64)
   return result

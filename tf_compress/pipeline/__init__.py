@@ -27,6 +27,7 @@ from tf_compress.pipeline.methods import COMBINED_NAME
 from tf_compress.pipeline.methods import enabled_methods
 from tf_compress.pipeline.methods import Method
 from tf_compress.pipeline.methods import METHODS
+from tf_compress.pipeline.paired import load_predictions
 from tf_compress.pipeline.run import run
 from tf_compress.pipeline.training import BuildContext
 from tf_compress.pipeline.training import VariantResult
@@ -35,7 +36,7 @@ __all__ = [
     "AdversarialConfig", "build_combined", "BuildContext", "chain_stages",
     "ClusterConfig", "COMBINED_NAME", "DataConfig", "DistillConfig",
     "enabled_methods", "EvalConfig", "ExportConfig", "FitConfig",
-    "LatencyConfig", "Method", "METHODS", "Option", "options", "PruneConfig",
+    "LatencyConfig", "load_predictions", "Method", "METHODS", "Option", "options", "PruneConfig",
     "QATConfig", "run", "RunConfig", "SliceConfig", "TrainConfig",
     "VariantResult",
 ]

@@ -146,6 +146,11 @@ class FitConfig:
       "training split.", choices=CLASS_WEIGHTS)
   seed: int = option(0, "Seeds every random number generator.", lower=0,
                      upper=2**31 - 1)
+  seeds: Tuple[int, ...] = option(
+      (), "Run the whole pipeline, baseline included, once per seed (e.g. "
+      "0,1,2) into <output_dir>/seed_<s>, and summarise every figure "
+      "across them (mean, std, 95% interval); overrides --seed.",
+      element=int)
   deterministic: bool = option(
       False, "Turn on TensorFlow op determinism: same seed, identical "
       "results.")
@@ -169,6 +174,11 @@ class FitConfig:
                   "num_cpu_devices"):
       _check_int(self, field, 1)
     _check_int(self, "seed", 0)
+    seeds = parse_list(self, "seeds", int)
+    if any(isinstance(v, bool) or not 0 <= v < 2**31 for v in seeds):
+      config_fail(self, "seeds", seeds, "seeds in [0, 2**31 - 1]")
+    if len(set(seeds)) != len(seeds):
+      config_fail(self, "seeds", seeds, "a list without repeats")
     _check_int(self, "verbose", 0, 2)
     if not self.learning_rate > 0:
       config_fail(self, "learning_rate", self.learning_rate, "> 0")
@@ -184,9 +194,13 @@ class EvalConfig:
   robust_eval_epsilons: Tuple[float, ...] = option(
       (), "Epsilons of the FGSM and PGD-20 robustness evaluation of every "
       "variant and export, e.g. 0.1,0.2.", element=float)
+  bootstrap_resamples: int = option(
+      2000, "Paired bootstrap resamples of each variant's difference from "
+      "the baseline (its 95% interval); seeded by --seed.", lower=1)
 
   def __post_init__(self):
     _check_int(self, "top_k", 1)
+    _check_int(self, "bootstrap_resamples", 1)
     epsilons = parse_list(self, "robust_eval_epsilons", float)
     if any(not e >= 0 for e in epsilons):
       config_fail(self, "robust_eval_epsilons", epsilons, "epsilons >= 0")

@@ -1,5 +1,7 @@
 """What the report measures on each variant: metrics, sparsity, MACs, robustness."""
 
+import numpy as np
+
 from tf_compress import adversarial
 from tf_compress import pruning
 from tf_compress.analysis import classification_metrics
@@ -14,14 +16,21 @@ __all__ = ["evaluate_model", "sparsity_report", "macs_report",
 IMBALANCE_THRESHOLD = 1.5
 
 
-def evaluate_model(model, splits, top_k=3, batch_size=256):
-  """Evaluates `model` on the test split: the report's standard metrics."""
+def evaluate_model(model, splits, top_k=3, batch_size=256,
+                   return_predictions=False):
+  """Evaluates `model` on the test split: the report's standard metrics.
+
+  With `return_predictions`, returns `(metrics, predictions)`: the test
+  split's argmax classes as well, for the paired statistics.
+  """
   scores = model.predict(splits.x_test, batch_size=batch_size, verbose=0)
   metrics = classification_metrics(scores, splits.y_test, top_k=top_k)
   if model.compiled_loss is not None:
     metrics["test_loss"] = float(
         model.evaluate(splits.x_test, splits.y_test, batch_size=batch_size,
                        verbose=0, return_dict=True)["loss"])
+  if return_predictions:
+    return metrics, np.argmax(np.asarray(scores), axis=-1).astype(np.int64)
   return metrics
 
 

@@ -7,6 +7,7 @@ command-line module only turns flags into a `RunConfig`, so tests and
 notebooks call `run()` directly.
 """
 
+import copy
 import os
 import tempfile
 import time
@@ -23,14 +24,18 @@ from tf_compress.analysis import comparison_rows
 from tf_compress.analysis import environment_info
 from tf_compress.analysis import model_stats
 from tf_compress.analysis import per_class_change
+from tf_compress.analysis import summarize_seeds
 from tf_compress.analysis import write_reports
 from tf_compress.analysis.report_schema import HISTORY_NAME
+from tf_compress.analysis.report_schema import PREDICTIONS_NAME
 from tf_compress.analysis.report_schema import REPORT_NAME
 from tf_compress.analysis.report_schema import REPORT_SCHEMA_VERSION
 from tf_compress.errors import UserInputError
+from tf_compress.io_utils import atomic_write_bytes
 from tf_compress.io_utils import atomic_write_json
 from tf_compress.pipeline import measures
 from tf_compress.pipeline import methods as methods_lib
+from tf_compress.pipeline import paired
 from tf_compress.pipeline.config import RunConfig
 from tf_compress.pipeline.training import BuildContext
 from tf_compress.pipeline.training import build_model_for
@@ -38,7 +43,7 @@ from tf_compress.pipeline.training import class_weights_for
 from tf_compress.pipeline.training import compile_model
 from tf_compress.pipeline.training import history_dict
 
-__all__ = ["run", "prepare_output_dir", "export_variant", "measure_latency",
+__all__ = ["run", "run_seeds", "prepare_output_dir", "export_variant", "measure_latency",
            "CALIBRATION_SAMPLES"]
 
 # Calibrating int8 on the whole (small) training split avoids the output
@@ -86,7 +91,7 @@ def measure_latency(path, config):
 
 
 def export_variant(name, model, splits, config, output_dir,
-                   robust_examples=None):
+                   robust_examples=None, predictions=None):
   """Exports `model` in every configured mode and verifies each file.
 
   Each file, `<name>_<mode>.tflite`, is run on the test split with the
@@ -100,6 +105,8 @@ def export_variant(name, model, splits, config, output_dir,
     output_dir: where the files go.
     robust_examples: adversarial test sets already crafted on `model`
       (`measures.robust_examples`); crafted here when None and needed.
+    predictions: a dict that receives each file's test predictions, by
+      mode, for the paired statistics.
 
   Returns:
     A list of report entries: `mode`, `path`, `bytes`, `gzip_bytes`,
@@ -115,7 +122,10 @@ def export_variant(name, model, splits, config, output_dir,
         int8_io=config.export.int8_io and mode == "int8",
         num_calibration_samples=len(calibration))
     check = export_lib.verify_tflite(path, splits.x_test, splits.y_test,
-                                     keras_model=model, isolate=False)
+                                     keras_model=model, isolate=False,
+                                     return_predictions=True)
+    if predictions is not None:
+      predictions[mode] = check["predictions"]
     entry = {"mode": mode, "path": os.path.basename(path)}
     for key in ("bytes", "gzip_bytes", "nonzero_fraction",
                 "kernel_nonzero_fraction", "ops", "weight_dtypes",
@@ -136,15 +146,22 @@ def export_variant(name, model, splits, config, output_dir,
   return entries
 
 
-def _record_variant(name, model, splits, config, output_dir, extra):
-  """Saves `model` as `<name>.keras` and returns its report entry."""
+def _record_variant(name, model, splits, config, output_dir, extra,
+                    predictions):
+  """Saves `model` as `<name>.keras` and returns its report entry.
+
+  `predictions[name]` receives the test predictions of the model and of
+  each export.
+  """
   model_path = os.path.join(output_dir, f"{name}.keras")
   if getattr(model, "optimizer", None) is None:  # Keras 3: unset
     compile_model(model, config)
   models_lib.save_model(model, model_path, include_optimizer=False)
   entry = {"name": name}
-  entry.update(measures.evaluate_model(model, splits,
-                                       top_k=config.eval.top_k))
+  metrics, keras_predictions = measures.evaluate_model(
+      model, splits, top_k=config.eval.top_k, return_predictions=True)
+  entry.update(metrics)
+  own = predictions[name] = {paired.KERAS: keras_predictions}
   entry.update(model_stats(model, saved_path=model_path))
   entry["model_path"] = os.path.basename(model_path)
   entry.update(extra)
@@ -155,7 +172,7 @@ def _record_variant(name, model, splits, config, output_dir, extra):
     entry["robust_accuracy"] = measures.robustness_report(
         model, splits, config, examples=examples)
   entry["tflite"] = export_variant(name, model, splits, config, output_dir,
-                                   robust_examples=examples)
+                                   robust_examples=examples, predictions=own)
   for export in entry["tflite"]:
     if export.get("per_class_accuracy") is not None:
       # Who pays for the conversion: the export against its Keras model.
@@ -216,6 +233,9 @@ def _set_up(config):
 def run(config: RunConfig, argv=None):
   """Trains the baseline and the configured compressed variants.
 
+  With `config.fit.seeds`, runs everything once per seed instead (see
+  `run_seeds`).
+
   The baseline is trained first; each enabled method's variant starts from
   it (see `pipeline.methods`). Every variant is evaluated on the test split,
   exported and verified. Writes into `config.output_dir`, each file
@@ -233,6 +253,8 @@ def run(config: RunConfig, argv=None):
   Raises:
     UserInputError: bad dataset, model or output directory.
   """
+  if config.fit.seeds:
+    return run_seeds(config, argv)
   output_dir = _set_up(config)
   fit = config.fit
   data = config.data
@@ -261,8 +283,9 @@ def run(config: RunConfig, argv=None):
 
   baseline_extra = {"sparsity": measures.sparsity_report(model)}
   baseline_extra.update(measures.macs_report(model))
+  predictions = {}
   entries = [_record_variant("baseline", model, splits, config, output_dir,
-                             baseline_extra)]
+                             baseline_extra, predictions)]
   # In memory for the weight histograms: a QAT .keras file does not reload.
   models = {"baseline": model}
   sweeps = {}
@@ -280,7 +303,7 @@ def run(config: RunConfig, argv=None):
     histories[name] = result.history
     atomic_write_json(history_path, histories)
     entry = _record_variant(name, result.model, splits, variant_config,
-                            output_dir, result.extra)
+                            output_dir, result.extra, predictions)
     entry["per_class_change"] = per_class_change(
         entries[0]["per_class_accuracy"], entry["per_class_accuracy"])
     entries.append(entry)
@@ -293,6 +316,14 @@ def run(config: RunConfig, argv=None):
   for name, variant_history in histories.items():
     if name != "baseline" and variant_history:
       plots[name] = f"training_curves_{name}.png"
+  headline = measures.headline_metrics(config, analysis)
+  statistics = paired.attach_significance(
+      entries, splits.y_test, predictions, headline,
+      num_resamples=config.eval.bootstrap_resamples, seed=fit.seed,
+      num_classes=splits.num_classes)
+  predictions_path = os.path.join(output_dir, PREDICTIONS_NAME)
+  atomic_write_bytes(predictions_path,
+                     paired.predictions_npz(splits.y_test, predictions))
   report = {
       "schema_version": REPORT_SCHEMA_VERSION,
       # "keras3": the native Keras 3 engine; "tfmot": tf_keras through tfmot.
@@ -300,7 +331,9 @@ def run(config: RunConfig, argv=None):
       "dataset": analysis,
       "variants": entries,
       "comparison": comparison_rows(entries),
-      "headline_metrics": measures.headline_metrics(config, analysis),
+      "headline_metrics": headline,
+      # Each variant and export against the baseline: see pipeline.paired.
+      "statistics": statistics,
       "sweeps": sweeps,
       "history": histories,
       "config": config.to_dict(),
@@ -309,6 +342,7 @@ def run(config: RunConfig, argv=None):
       "artifacts": {
           "report": REPORT_NAME,
           "history": HISTORY_NAME,
+          "predictions": PREDICTIONS_NAME,
           "training_curves": "training_curves.png",
           "training_curves_per_variant": plots,
           "models": {e["name"]: e["model_path"] for e in entries},
@@ -325,5 +359,60 @@ def run(config: RunConfig, argv=None):
   report["artifacts"]["plots"] = written["plots"]
   report["timing"]["reports_seconds"] = round(
       time.perf_counter() - started, 3)
+  atomic_write_json(report_path, report)
+  return report
+
+
+def _relocated(report, run_name):
+  """A copy of `report` whose file references point into `run_name/`."""
+  report = copy.deepcopy(report)
+  for variant in report["variants"]:
+    variant["model_path"] = f"{run_name}/{variant['model_path']}"
+    for export in variant.get("tflite", []):
+      export["path"] = f"{run_name}/{export['path']}"
+  artifacts = report["artifacts"]
+  artifacts["models"] = {name: f"{run_name}/{path}"
+                         for name, path in artifacts["models"].items()}
+  for key in ("history", "predictions"):
+    artifacts[key] = f"{run_name}/{artifacts[key]}"
+  return report
+
+
+def run_seeds(config: RunConfig, argv=None):
+  """Runs the whole pipeline once per seed of `config.fit.seeds`.
+
+  Each seed's run, baseline included, goes into `<output_dir>/seed_<s>`
+  as a complete run directory of its own. The multi-seed directory's
+  report.json is the first seed's report (its file references pointing
+  into that seed's directory), with `seeds`: every figure of every model
+  across the seeds (`analysis.summarize_seeds`), `config` and `command` of
+  the whole run; its report.html and report.md add the across-seed table
+  and plot.
+
+  Returns:
+    The multi-seed report, as written to `<output_dir>/report.json`.
+  """
+  output_dir = prepare_output_dir(config.output_dir)
+  seeds = config.fit.seeds
+  reports, runs = [], []
+  for seed in seeds:
+    name = f"seed_{seed}"
+    one = config.replace(seed=seed, seeds=(),
+                         output_dir=os.path.join(output_dir, name))
+    reports.append(run(one, argv))
+    runs.append(name)
+  report = _relocated(reports[0], runs[0])
+  report["seeds"] = summarize_seeds(reports, seeds, runs)
+  report["config"] = config.to_dict()
+  report["command"] = list(argv) if argv is not None else None
+  report["timing"] = {"runs_seconds": [r["timing"] for r in reports]}
+  for key in ("report_html", "report_md", "plots"):
+    report["artifacts"].pop(key, None)
+  report_path = os.path.join(output_dir, REPORT_NAME)
+  atomic_write_json(report_path, report)
+  written = write_reports(report, output_dir)
+  report["artifacts"]["report_html"] = written["html"]
+  report["artifacts"]["report_md"] = written["markdown"]
+  report["artifacts"]["plots"] = written["plots"]
   atomic_write_json(report_path, report)
   return report
