@@ -111,3 +111,31 @@ def test_summarize_seeds_checks_its_inputs():
 def test_bad_seeds_are_refused(tmp_path, seeds, match):
   with pytest.raises(tf_compress.UserInputError, match=match):
     tf_compress.RunConfig.from_flat(output_dir=str(tmp_path), seeds=seeds)
+
+
+def _tiny_report(base, distilled, scratch):
+  variant = lambda name, top1, **extra: dict(name=name, top1=top1, **extra)
+  return {"variants": [
+      variant("baseline", base),
+      variant("distilled", distilled,
+              control_significance={"control": "student_scratch"}),
+      variant("student_scratch", scratch)]}
+
+
+def test_control_difference_is_summarised_per_seed():
+  reports = [_tiny_report(0.9, 0.86, 0.84), _tiny_report(0.92, 0.85, 0.85),
+             _tiny_report(0.91, 0.88, 0.85)]
+  block = seed_runs.summarize_seeds(reports, [0, 1, 2],
+                                    ["seed_0", "seed_1", "seed_2"])
+  distilled = next(m for m in block["models"]
+                   if m["variant"] == "distilled")
+  assert distilled["control"] == "student_scratch"
+  gain = distilled["difference_vs_control"]["top1"]
+  assert gain["values"] == pytest.approx([0.02, 0.0, 0.03])
+  assert gain["mean"] == pytest.approx(0.05 / 3)
+  assert gain["std"] == pytest.approx(np.std([0.02, 0.0, 0.03], ddof=1))
+  assert distilled["difference"]["top1"]["values"] == pytest.approx(
+      [-0.04, -0.07, -0.03])
+  scratch = next(m for m in block["models"]
+                 if m["variant"] == "student_scratch")
+  assert "control" not in scratch

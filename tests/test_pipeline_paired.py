@@ -18,7 +18,8 @@ def run_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("paired")
   config = tf_compress.RunConfig.from_flat(
       output_dir=str(out), epochs=2, finetune_epochs=1, prune_sparsity=0.8,
-      prune_begin_epoch=0, prune_end_epoch=1, export=("float32", "int8"),
+      prune_begin_epoch=0, prune_end_epoch=1, distill=True,
+      distill_student=0.25, export=("float32", "int8"),
       benchmark_runs=0, bootstrap_resamples=600, seed=1, verbose=0)
   report = tf_compress.pipeline.run(config)
   return out, report
@@ -91,7 +92,9 @@ def test_claims_say_only_what_the_interval_allows(run_dir):
           "not significant")
   assert text.startswith(f"pruned: {100 * stat['difference']:+.1f} pt top-1")
   assert word in text
-  assert len(claims) == 2 + 3  # baseline's 2 exports, pruned and its 2
+  # baseline's 2 exports; pruned, distilled, student_scratch and their
+  # exports; distilled against its control.
+  assert len(claims) == 2 + 3 * 3 + 1
   markdown = (out / "report.md").read_text()
   html = (out / "report.html").read_text()
   assert "## What the differences mean" in markdown
@@ -113,3 +116,24 @@ def test_bad_resample_count_is_refused(tmp_path):
     tf_compress.RunConfig.from_flat(output_dir=str(tmp_path),
                                     bootstrap_resamples=0)
   assert not os.listdir(tmp_path)
+
+
+def test_distilled_is_compared_with_its_scratch_control(run_dir):
+  out, report = run_dir
+  labels, predictions = load_predictions(out / "predictions.npz")
+  by_name = {v["name"]: v for v in report["variants"]}
+  control = by_name["distilled"]["control_significance"]
+  assert control["control"] == "student_scratch"
+  stat = control["top1"]
+  assert stat["difference"] == pytest.approx(
+      by_name["distilled"]["top1"] - by_name["student_scratch"]["top1"])
+  mine = predictions["distilled"]["keras"]
+  theirs = predictions["student_scratch"]["keras"]
+  b = int(np.sum((theirs == labels) & (mine != labels)))
+  c = int(np.sum((theirs != labels) & (mine == labels)))
+  assert (stat["reference_only"], stat["candidate_only"]) == (b, c)
+  claim = next(c["text"] for c in report["statistics"]["claims"]
+               if c.get("control") == "student_scratch")
+  assert claim.startswith("distilled: ")
+  assert "against its control, student_scratch" in claim
+  assert "Keras vs student_scratch" in (out / "report.md").read_text()

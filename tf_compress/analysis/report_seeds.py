@@ -55,7 +55,10 @@ def seeds_table(report):
   header = ["variant", "format", "top-1 mean ± std", "95% CI (seeds)",
             "\u0394 top-1 vs baseline, mean ± std [95% CI]", "gzip bytes"]
   rows, highlight = [], []
+  controls = []
   for model in block["models"]:
+    if model.get("control"):
+      controls.append(model)
     figures = model.get("figures") or {}
     delta = (model.get("difference") or {}).get("top1")
     gzip = (figures.get("gzip_bytes") or {}).get("mean")
@@ -65,10 +68,17 @@ def seeds_table(report):
                  fmt(None if gzip is None else round(gzip), "int")])
     highlight.append(bool(delta and delta.get("ci_low") is not None and (
         delta["ci_low"] > 0 or delta["ci_high"] < 0)))
+  for model in controls:
+    delta = (model.get("difference_vs_control") or {}).get("top1")
+    rows.append([model["variant"], f"Keras vs {model['control']}", "-", "-",
+                 _difference(delta), "-"])
+    highlight.append(bool(delta and delta.get("ci_low") is not None and (
+        delta["ci_low"] > 0 or delta["ci_high"] < 0)))
   note = (f"{len(seeds)} runs, seeds {', '.join(str(s) for s in seeds)} "
           "(the baseline retrained for each). Mean ± sample standard "
           "deviation across seeds, and the Student-t 95% interval of the "
-          "mean. \u0394 is each seed's difference from its own baseline; "
+          "mean. \u0394 is each seed's difference from its own baseline (or, "
+          "in a 'vs' row, from the variant's control); "
           "highlighted where its interval excludes 0.")
   return Table("Across seeds", header, rows, highlight, note)
 

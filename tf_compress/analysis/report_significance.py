@@ -30,6 +30,10 @@ def _compared(report):
     for mode, target in targets:
       if target.get("significance"):
         yield variant["name"], mode, target["significance"]
+    control = variant.get("control_significance")
+    if control:
+      yield (variant["name"], f"Keras vs {control['control']}",
+             {k: v for k, v in control.items() if k != "control"})
 
 
 def significance_table(report):
@@ -60,7 +64,8 @@ def significance_table(report):
     rows.append(row)
     first = stats.get(metrics[0]) or {}
     highlight.append(bool(first.get("significant")))
-  note = (f"Differences from the baseline's Keras model on the same "
+  note = (f"Differences from the baseline's Keras model (or, where named, "
+          f"from a variant's control) on the same "
           f"{statistics.get('num_samples', '?')} test samples, in points, "
           f"with paired bootstrap {level}% intervals "
           f"({statistics.get('bootstrap_resamples', '?')} resamples, seed "

@@ -47,6 +47,22 @@ def seed_rows(report):
   return rows
 
 
+def _control(report, key):
+  """The control variant of a Keras model (`control_significance`)."""
+  if key[1] != "keras":
+    return None
+  for variant in report.get("variants", []):
+    if variant["name"] == key[0]:
+      return (variant.get("control_significance") or {}).get("control")
+  return None
+
+
+def _delta(rows, key, reference, metric):
+  value = rows.get(key, {}).get(metric)
+  base = rows.get(reference, {}).get(metric)
+  return None if value is None or base is None else value - base
+
+
 def summarize_seeds(reports, seeds, runs):
   """report.json's `seeds` block for one run repeated over `seeds`.
 
@@ -60,8 +76,9 @@ def summarize_seeds(reports, seeds, runs):
     report's order) of `{"variant", "mode", "figures": {figure:
     seed_summary}, "difference": {metric: seed_summary}}`. `difference` is
     each seed's figure minus that seed's baseline Keras figure, for the
-    accuracy metrics. A model missing from a seed's report counts as a
-    missing value there.
+    accuracy metrics. A variant with a control (the distilled student's
+    `student_scratch`) also has `control` and `difference_vs_control`. A
+    model missing from a seed's report counts as a missing value there.
 
   Raises:
     ValueError: when `reports`, `seeds` and `runs` differ in length, or no
@@ -85,15 +102,19 @@ def summarize_seeds(reports, seeds, runs):
                for name in names}
     difference = {}
     for metric in SEED_METRICS:
-      deltas = []
-      for rows in per_seed:
-        value = rows.get(key, {}).get(metric)
-        base = rows.get(("baseline", "keras"), {}).get(metric)
-        deltas.append(None if value is None or base is None
-                      else value - base)
+      deltas = [_delta(rows, key, ("baseline", "keras"), metric)
+                for rows in per_seed]
       if any(d is not None for d in deltas) and key != ("baseline", "keras"):
         difference[metric] = seed_summary(deltas, CONFIDENCE)
-    models.append({"variant": key[0], "mode": key[1], "figures": figures,
-                   "difference": difference})
+    model = {"variant": key[0], "mode": key[1], "figures": figures,
+             "difference": difference}
+    control = _control(reports[0], key)
+    if control is not None:
+      model["control"] = control
+      model["difference_vs_control"] = {
+          metric: seed_summary([_delta(rows, key, (control, "keras"), metric)
+                                for rows in per_seed], CONFIDENCE)
+          for metric in SEED_METRICS}
+    models.append(model)
   return {"seeds": [int(s) for s in seeds], "runs": list(runs),
           "confidence": CONFIDENCE, "models": models}

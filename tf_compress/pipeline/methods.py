@@ -66,6 +66,9 @@ class Method:
     stage: its stage name in the `combined` chain, or None (not chained).
     chain_rank: its place in the chain (lower first).
     sweep: its `Sweep`, or None.
+    control: the variant this one must beat to claim anything (the
+      distilled student's `student_scratch`), or None; the report compares
+      the two on the same test samples.
   """
   name: str
   section: str
@@ -74,6 +77,7 @@ class Method:
   stage: Optional[str] = None
   chain_rank: Optional[int] = None
   sweep: Optional[Sweep] = None
+  control: Optional[str] = None
 
   def enabled(self, config):
     return bool(getattr(config, self.section).enabled)
@@ -308,7 +312,7 @@ METHODS = (
     Method("clustered", "cluster", _build_clustered, "clustering",
            stage="cluster", chain_rank=4),
     Method("distilled", "distill", _build_distilled, "distillation",
-           stage="distill", chain_rank=0),
+           stage="distill", chain_rank=0, control="student_scratch"),
     Method("student_scratch", "distill", _build_student_scratch, None),
     Method("adversarial", "adversarial", _build_adversarial,
            "adversarial_training", stage="adversarial", chain_rank=1),

@@ -38,7 +38,7 @@ def _label(name, mode):
 
 
 def attach_significance(entries, labels, predictions, headline,
-                        num_resamples, seed, num_classes):
+                        num_resamples, seed, num_classes, controls=None):
   """Adds `significance` and `per_class_interval` to each entry and export.
 
   Args:
@@ -49,6 +49,9 @@ def attach_significance(entries, labels, predictions, headline,
     num_resamples: bootstrap resamples.
     seed: the resampling seed (the run's).
     num_classes: classes of the task.
+    controls: `{variant: its control variant}` (see `Method.control`): the
+      variant's Keras model is also compared with its control's, into
+      `control_significance`, with a claim of its own.
 
   Returns:
     report.json's `statistics`: the method, the reference, the metrics and
@@ -77,6 +80,16 @@ def attach_significance(entries, labels, predictions, headline,
           "text": claim_sentence(_label(entry["name"], mode),
                                  target["significance"][metrics[0]],
                                  "the baseline's Keras model")})
+    control = (controls or {}).get(entry["name"])
+    if control in predictions and KERAS in own:
+      stats = compare_predictions(
+          labels, predictions[control][KERAS], own[KERAS], metrics=metrics,
+          num_resamples=num_resamples, confidence=CONFIDENCE, seed=seed)
+      entry["control_significance"] = {"control": control, **stats}
+      claims.append({
+          "variant": entry["name"], "mode": KERAS, "control": control,
+          "text": claim_sentence(entry["name"], stats[metrics[0]],
+                                 f"its control, {control}")})
   return {"reference": f"{REFERENCE}/{KERAS}", "metrics": list(metrics),
           "method": "paired bootstrap (percentile) over the test samples; "
                     "McNemar's exact test for top-1",

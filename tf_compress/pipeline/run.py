@@ -320,7 +320,9 @@ def run(config: RunConfig, argv=None):
   statistics = paired.attach_significance(
       entries, splits.y_test, predictions, headline,
       num_resamples=config.eval.bootstrap_resamples, seed=fit.seed,
-      num_classes=splits.num_classes)
+      num_classes=splits.num_classes,
+      controls={m.name: m.control for m in methods_lib.METHODS
+                if m.control})
   predictions_path = os.path.join(output_dir, PREDICTIONS_NAME)
   atomic_write_bytes(predictions_path,
                      paired.predictions_npz(splits.y_test, predictions))
