@@ -80,7 +80,9 @@ class TuneConfig:
   timeout: Optional[float] = option(
       None, "Seconds after which no new trial starts.")
   cv_folds: int = option(0, "0: the validation split; K >= 2: stratified "
-                         "K-fold cross-validation of the training split.")
+                         "K-fold cross-validation of the training split. "
+                         "With --seeds, each seed is one evaluation on the "
+                         "validation split instead.")
   storage: Optional[str] = option(
       None, "Optuna RDB URL of the study (e.g. a PostgreSQL server for "
       "workers on several machines); default: "
@@ -151,6 +153,9 @@ class TuneConfig:
     if self.cv_folds == 1 or self.cv_folds < 0:
       _fail("cv_folds", self.cv_folds, "0 (hold-out validation split) or "
             ">= 2")
+    if self.train.fit.seeds and self.cv_folds:
+      _fail("cv_folds", self.cv_folds, "0 with --seeds (the seeds replace "
+            "the folds: one evaluation on the validation split per seed)")
     if (objectives_lib.needs_latency(self.objectives, self.constraints) and
         self.train.latency.runs < 1):
       _fail("benchmark_runs", self.train.latency.runs,

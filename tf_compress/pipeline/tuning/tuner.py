@@ -62,6 +62,14 @@ class SearchContext:
   baselines: list
   settings: dict
   workdir: str
+  # With `--seeds` in place of folds: each evaluation's seed.
+  fold_seeds: tuple = ()
+
+  def fold_config(self, train, index):
+    """`train` as evaluation `index` runs it (its seed, with `--seeds`)."""
+    if not self.fold_seeds:
+      return train
+    return train.replace(seed=self.fold_seeds[index], seeds=())
 
   @property
   def baseline_reference(self):
@@ -86,7 +94,13 @@ def prepare_search(config, splits, baseline_fn=None):
   """
   baseline_fn = baseline_fn or baselines.fold_baseline
   cv.check_cv_folds(config.cv_folds, splits.y_train)
-  folds = cv.fold_splits(splits, config.cv_folds, config.train.fit.seed)
+  seeds = tuple(config.train.fit.seeds)
+  if seeds:
+    # Seeds in place of folds: the same validation split, a baseline and
+    # a trial model trained per seed.
+    folds = cv.fold_splits(splits, 0, config.train.fit.seed) * len(seeds)
+  else:
+    folds = cv.fold_splits(splits, config.cv_folds, config.train.fit.seed)
   settings = {
       "latency": objectives_lib.needs_latency(config.objectives,
                                               config.constraints),
@@ -94,13 +108,14 @@ def prepare_search(config, splits, baseline_fn=None):
                  if objectives_lib.needs_robustness(config.objectives)
                  else None)}
   cache = os.path.join(config.output_dir, "baselines")
-  infos = [baseline_fn(config.train, fold, index, cache,
-                       latency=settings["latency"])
-           for index, (fold, _) in enumerate(folds)]
-  workdir = os.path.join(config.output_dir, "work")
-  os.makedirs(workdir, exist_ok=True)
-  return SearchContext(config, [f for f, _ in folds], infos, settings,
-                       workdir)
+  context = SearchContext(config, [f for f, _ in folds], [], settings,
+                          os.path.join(config.output_dir, "work"), seeds)
+  context.baselines = [
+      baseline_fn(context.fold_config(config.train, index), fold, index,
+                  cache, latency=settings["latency"])
+      for index, (fold, _) in enumerate(folds)]
+  os.makedirs(context.workdir, exist_ok=True)
+  return context
 
 
 def _record_error(trial, exc):
@@ -138,7 +153,8 @@ def make_objective(context, study, evaluate_fn=None):
           threshold = (context.baselines[index]["val_accuracy"] -
                        config.max_accuracy_drop - config.early_stop_margin)
           callbacks.append(HopelessTrialStopper(threshold, trial=trial))
-        scores.append(evaluate_fn(trial_config, fold,
+        scores.append(evaluate_fn(context.fold_config(trial_config, index),
+                                  fold,
                                   context.baselines[index], context.settings,
                                   callbacks=callbacks,
                                   workdir=context.workdir))
