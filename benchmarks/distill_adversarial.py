@@ -54,6 +54,7 @@ from scipy import stats
 import tensorflow as tf
 
 import tf_compress as tfc
+from tf_compress.analysis import cpu_info
 from tf_compress import adversarial
 from tf_compress import distillation
 from tf_compress import keras
@@ -174,22 +175,10 @@ def step_ratios(epochs, pgd_steps):
 
 # -- Keras 3: a pruned student under the Distiller ----------------------------
 
-_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
 def cpu_flags():
   """The CPU model and its int8-relevant instruction-set flags."""
-  model, flags = "unknown", set()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name") and model == "unknown":
-          model = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-          flags = set(line.split(":", 1)[1].split())
-  except OSError:
-    pass
-  return model, [flag for flag in _CPU_FLAGS if flag in flags]
+  info = cpu_info()
+  return info["model"] or "unknown", info["flags"]
 
 
 def _keras3_compiled(model, learning_rate, loss=None):

@@ -45,28 +45,18 @@ import numpy as np
 from scipy import stats
 
 import tf_compress as tfc
+from tf_compress.analysis import cpu_info
+from tf_compress.analysis.environment import CPU_FLAGS
 from tf_compress import adversarial
 from tf_compress import export
 from tf_compress import pruning
 from tf_compress import quantization
 
 EPOCHS, FINETUNE, QAT_EPOCHS = 16, 6, 2
-_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
 def cpu_flags():
   """The CPU model and its int8-relevant instruction-set flags."""
-  model, flags = "unknown", set()
-  try:
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-      for line in f:
-        if line.startswith("model name") and model == "unknown":
-          model = line.split(":", 1)[1].strip()
-        elif line.startswith("flags"):
-          flags = set(line.split(":", 1)[1].split())
-  except OSError:
-    pass
-  return model, [flag for flag in _FLAGS if flag in flags]
+  info = cpu_info()
+  return info["model"] or "unknown", info["flags"]
 
 
 def _timed_ratio(make_plain, make_other, x, y, epochs, extra, rounds=3):
@@ -441,7 +431,8 @@ def main():
                  f"{count} epochs each", target))
 
   cpu, flags = cpu_flags()
-  print(f"CPU: {cpu}; flags: {', '.join(flags) or 'none of ' + str(_FLAGS)}")
+  print(f"CPU: {cpu}; flags: "
+        f"{', '.join(flags) or 'none of ' + str(CPU_FLAGS)}")
   width = max(len(r[0]) for r in rows)
   print(f"{'measure':<{width}}  {'value':>12}  target      detail")
   for name, value, detail, target in rows:

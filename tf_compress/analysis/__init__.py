@@ -2,6 +2,7 @@
 
 from tf_compress.analysis.comparison import comparison_rows
 from tf_compress.analysis.comparison import format_comparison
+from tf_compress.analysis.environment import cpu_info
 from tf_compress.analysis.environment import environment_info
 from tf_compress.analysis.flops import count_macs
 from tf_compress.analysis.metrics import balanced_accuracy
@@ -35,7 +36,7 @@ from tf_compress.analysis.significance import wilson_interval
 
 __all__ = ["balanced_accuracy", "classification_metrics", "comparison_rows",
            "confusion_matrix", "count_macs", "count_nonzero_params",
-           "count_params", "dominates", "environment_info",
+           "count_params", "cpu_info", "dominates", "environment_info",
            "expected_calibration_error", "format_comparison",
            "format_summary", "hypervolume", "keras_file_bytes", "macro_f1",
            "model_stats", "model_summary", "pareto_front", "pareto_mask",

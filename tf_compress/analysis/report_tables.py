@@ -379,7 +379,15 @@ def reproducibility(report):
     command = shlex.join(["python", "-m", "tf_compress.train"]
                          + [str(a) for a in argv[1:]])
   environment = report.get("environment") or {}
-  items = [(k, fmt(v)) for k, v in environment.items()]
+  items = [(k, fmt(v)) for k, v in environment.items() if k != "cpu"]
+  cpu = environment.get("cpu")
+  if isinstance(cpu, dict):
+    # Latency figures depend on these: int8 is slow without VNNI.
+    items.append(("cpu", f"{cpu.get('model') or 'unknown'} "
+                         f"({cpu.get('machine')}); flags: "
+                         f"{', '.join(cpu.get('flags') or []) or 'none'}; "
+                         f"int8 dot-product (VNNI): "
+                         f"{'yes' if cpu.get('vnni') else 'no'}"))
   seed = (report.get("config") or {}).get("seed")
   if "seed" not in environment:
     items.append(("seed", fmt(seed)))
