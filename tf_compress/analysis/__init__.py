@@ -1,5 +1,6 @@
 """Results analysis: metrics, model statistics, plots and run environment."""
 
+from tf_compress.analysis.advisor import advise
 from tf_compress.analysis.comparison import comparison_rows
 from tf_compress.analysis.comparison import format_comparison
 from tf_compress.analysis.environment import cpu_info
@@ -34,7 +35,7 @@ from tf_compress.analysis.significance import per_class_intervals
 from tf_compress.analysis.significance import seed_summary
 from tf_compress.analysis.significance import wilson_interval
 
-__all__ = ["balanced_accuracy", "classification_metrics", "comparison_rows",
+__all__ = ["advise", "balanced_accuracy", "classification_metrics", "comparison_rows",
            "confusion_matrix", "count_macs", "count_nonzero_params",
            "count_params", "cpu_info", "dominates", "environment_info",
            "expected_calibration_error", "format_comparison",

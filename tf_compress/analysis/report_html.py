@@ -9,6 +9,7 @@ import base64
 import html
 import os
 
+from tf_compress.analysis import report_advice
 from tf_compress.analysis import report_seeds
 from tf_compress.analysis import report_significance as significance
 from tf_compress.analysis import report_tables as tables
@@ -179,7 +180,7 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
   title = title or tables.report_title(report)
   dataset = report.get("dataset") or {}
   sections = [("results", "Results"), ("significance", "Differences"),
-              ("who-pays", "Who pays"),
+              ("advice", "Advice"), ("who-pays", "Who pays"),
               ("sweeps", "Sweeps"), ("tuning", "Tuning"), ("plots", "Plots"),
               ("dataset", "Dataset"), ("reproduce", "Reproduce")]
   sweeps = tables.sweep_tables(report)
@@ -190,6 +191,8 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
   differences = significance.significance_table(report)
   if differences is None:
     sections.remove(("significance", "Differences"))
+  if not report.get("advice"):
+    sections.remove(("advice", "Advice"))
   body = ["<nav>" + "".join(f'<a href="#{a}">{_text(t)}</a>'
                             for a, t in sections) + "</nav>"]
   body.append('<h2 id="results">Results</h2>')
@@ -207,6 +210,13 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
   across = report_seeds.seeds_table(report)
   if across is not None:
     body.append(table_html(across))
+  advice = report_advice.advice_table(report)
+  if advice is not None:
+    body.append('<h2 id="advice">Which export to ship</h2>')
+    body.append("<ul class=\"claims\">" + "".join(
+        f"<li>{_text(line)}</li>" for line in report_advice.advice_lines(
+            report)) + "</ul>")
+    body.append(table_html(advice))
   body.append('<h2 id="who-pays">Who pays for compression</h2>')
   body.append(table_html(tables.who_pays_table(report)))
   if sweeps:

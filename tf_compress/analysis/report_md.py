@@ -6,6 +6,7 @@ names, relative to the markdown file (they are written beside it).
 
 import os
 
+from tf_compress.analysis import report_advice
 from tf_compress.analysis import report_seeds
 from tf_compress.analysis import report_significance as significance
 from tf_compress.analysis import report_tables as tables
@@ -113,6 +114,11 @@ def render_markdown(report, plots, plot_dir=None, tuning=None, title=None):
   across = report_seeds.seeds_table(report)
   if across is not None:
     lines.append(table_markdown(across))
+  advice = report_advice.advice_table(report)
+  if advice is not None:
+    lines += ["## Which export to ship", ""]
+    lines += [f"- {line}" for line in report_advice.advice_lines(report)]
+    lines += ["", table_markdown(advice)]
   lines += ["## Who pays for compression", ""]
   lines.append(table_markdown(tables.who_pays_table(report)))
   sweeps = tables.sweep_tables(report)

@@ -7,7 +7,8 @@ library's `run`, and `entry_point()` for `python -m` and console scripts:
 - `train`: `tf_compress.pipeline.run` (flags generated from `RunConfig`);
 - `tune`: `tf_compress.pipeline.tuning.tune`;
 - `analyze`: dataset analysis; `summary`: per-layer model summary;
-- `report`: rebuild or compare run reports; `benchmark`: LiteRT latency.
+- `report`: rebuild or compare run reports; `benchmark`: LiteRT latency;
+- `advise`: which export of a run to ship, within an accuracy budget.
 
 `python -m tf_compress.<command>` runs the same modules.
 """
