@@ -23,8 +23,8 @@ from tf_compress._keras import check_model, is_keras3_object
 from tf_compress._keras import keras, register, tf
 from tf_compress.adversarial.keras3_model import Keras3AdversarialModel
 from tf_compress.adversarial.training_attack import TrainingAttack
+from tf_compress.adversarial.training_core import AdversarialCore
 from tf_compress.distillation.compiled_loss import check_compiled_loss
-from tf_compress.distillation.compiled_loss import replica_mean_loss
 from tf_compress.distillation.distiller import Distiller
 
 __all__ = ["AdversarialModel"]
@@ -67,7 +67,8 @@ class _EngineDispatch(type(keras.Model)):
 
 
 @register
-class AdversarialModel(keras.Model, metaclass=_EngineDispatch):
+class AdversarialModel(AdversarialCore, keras.Model,
+                       metaclass=_EngineDispatch):
   """Trains `base_model` on a mix of clean and adversarial batches.
 
   `compile(optimizer, loss, metrics)` as usual (`loss` on labels; the
@@ -129,70 +130,7 @@ class AdversarialModel(keras.Model, metaclass=_EngineDispatch):
     check_model(base_model, "base_model")
     settings = TrainingAttack(attack, epsilon, ratio, steps, step_size, norm,
                               random_start, clip_min, clip_max, from_logits)
-    self._settings = settings
-    self.base_model = base_model
-    self.attack = settings.attack
-    self.ratio = settings.ratio
-    self.steps = settings.steps
-    self.step_size = settings.step_size
-    self.norm = settings.norm
-    self.random_start = settings.random_start
-    self.clip_min = settings.clip_min
-    self.clip_max = settings.clip_max
-    self.from_logits = settings.from_logits
-    self.epsilon = self.add_weight(
-        name="epsilon", shape=(), trainable=False,
-        initializer=keras.initializers.Constant(settings.epsilon))
-    self._distiller = base_model if isinstance(base_model, Distiller) else None
-    names = ["loss", "clean_loss", "adversarial_loss"]
-    if self._distiller is not None:
-      names += ["student_loss", "distillation_loss"]
-      if self._distiller.feature_pairs:
-        names.append("feature_loss")
-    self._trackers = {n: keras.metrics.Mean(name=n) for n in names}
-    self.adversarial_accuracy = keras.metrics.SparseCategoricalAccuracy(
-        name="adversarial_accuracy")
-    # Training calls the base model, never `self`: built when it is.
-    self.built = base_model.built
-
-  @property
-  def target_model(self):
-    """The model the attack is crafted against (a Distiller's student)."""
-    if self._distiller is not None:
-      return self._distiller.student
-    return self.base_model
-
-  def call(self, inputs, training=None):
-    return self.base_model(inputs, training=training)
-
-  def perturb(self, x, labels):
-    """Adversarial examples for a batch, with the current epsilon."""
-    return self._settings.perturb(self.target_model, x, labels, self.epsilon)
-
-  # -- losses ----------------------------------------------------------------
-
-  def _hard_loss(self, labels, logits, sample_weight):
-    return replica_mean_loss(self, labels, logits, sample_weight)
-
-  def _targets(self, x, y):
-    if self._distiller is not None:
-      return self._distiller.teacher_targets(x, y)
-    return y, None, []
-
-  def _forward(self, inputs, training):
-    if self._distiller is not None:
-      return self._distiller.student_outputs(inputs, training=training)
-    return self.base_model(inputs, training=training), []
-
-  def _terms(self, targets, sample_weight, logits, features):
-    labels, teacher_logits, teacher_features = targets
-    if self._distiller is None:
-      hard = tf.cast(self._hard_loss(labels, logits, sample_weight),
-                     tf.float32)
-      return {"total": hard}
-    return self._distiller.loss_terms(labels, sample_weight, logits,
-                                      features, teacher_logits,
-                                      teacher_features, self._hard_loss)
+    self._set_up(base_model, settings, keras, Distiller)
 
   # -- Keras hooks -----------------------------------------------------------
 
