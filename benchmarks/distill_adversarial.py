@@ -1,6 +1,7 @@
 """Distillation and adversarial-training benchmark on digits, over 3 seeds.
 
   python benchmarks/distill_adversarial.py [--seeds=0,1,2] [--timing_epochs=4]
+      [--dataset=digits|digits32] [--epochs=20] [--finetune_epochs=10]
 
 One table of figures measured in this process:
   * the distilled student (width 0.25) against the same student trained from
@@ -12,6 +13,11 @@ One table of figures measured in this process:
   * training step time over plain `fit` of the same model: the Distiller
     with a cached teacher (against the student-only step) and with the
     teacher run every step, FGSM training and PGD-k training.
+
+Every accuracy difference is paired per seed: both models predict the same
+test samples, and each seed's difference is printed with its paired
+bootstrap 95% interval and McNemar's exact p, then the mean over seeds
+with a t interval (`seed_summary`).
 
 Targets (issue "Distillation and adversarial training"): distilled >=
 scratch (mean of 3 seeds); adversarial PGD-20@0.2 >= 0.40 with a clean drop
@@ -30,7 +36,9 @@ Every model is measured on the validation split (where the defaults,
 `KERAS3`, were chosen) and on the test split (reported). Printed: each
 seed's top-1 and sparsity of the stripped students, their means, and the
 mean difference to each control with a 95% t-interval across seeds.
-Target: 0.50 sparsity, distilled > scratch.
+Each seed's difference to a control is also printed with its paired
+bootstrap 95% interval and McNemar p, on that split's samples. Target: 0.50
+sparsity, distilled > scratch.
 
 Measured (seeds 0, 1, 2; 2-core AMD EPYC, avx2 fma): the setting chosen on
 validation (T=1, alpha=0, cached teacher logits; validation +0.37 pt) does
@@ -50,11 +58,13 @@ import time
 
 import keras as keras3
 import numpy as np
-from scipy import stats
 import tensorflow as tf
 
 import tf_compress as tfc
+from tf_compress.analysis import compare_predictions
 from tf_compress.analysis import cpu_info
+from tf_compress.analysis import seed_summary
+from tf_compress.analysis.significance_format import difference_cell
 from tf_compress import adversarial
 from tf_compress import distillation
 from tf_compress import keras
@@ -84,6 +94,49 @@ def _median_epoch(model, data, epochs):
   return statistics.median(timer.seconds[1:])  # drop the warm-up epoch
 
 
+def paired_top1(labels, reference, candidate, seed=0):
+  """`compare_predictions`' top-1 entry: candidate minus reference."""
+  return compare_predictions(labels, reference, candidate, metrics=("top1",),
+                             seed=seed)["top1"]
+
+
+def paired_cell(stat):
+  """`+0.3 pt [-1.1, +1.7], McNemar p 0.75` from a `paired_top1` entry."""
+  return f"{difference_cell(stat)}, McNemar p {stat['p_value']:.2g}"
+
+
+def print_paired_seeds(label, rows, reference, candidate, width=44):
+  """Per seed, `candidate - reference` paired; then the mean over seeds.
+
+  Args:
+    label: what is compared, e.g. `distilled - scratch`.
+    rows: `accuracy_rows`' dicts, with `labels` and `predictions`.
+    reference, candidate: keys of `predictions`.
+    width: the least width of the label column.
+  """
+  lines = []
+  for r in rows:
+    stat = paired_top1(r["labels"], r["predictions"][reference],
+                       r["predictions"][candidate], seed=r["seed"])
+    lines.append((f"  seed {r['seed']} {label} (paired)", stat))
+  mean_name = f"  {label}, mean of {len(rows)} seeds"
+  width = max([width, len(mean_name)] + [len(n) for n, _ in lines])
+  for name, stat in lines:
+    print(f"{name:{width}s} {paired_cell(stat)}")
+  print(f"{mean_name:{width}s} "
+        f"{seed_interval([s['difference'] for _, s in lines])}")
+
+
+def seed_interval(values):
+  """`+0.3 pt, 95% t interval [-1.0, +1.6] pt` of fractions, over seeds."""
+  summary = seed_summary(100.0 * np.asarray(values, np.float64))
+  text = f"{summary['mean']:+.1f} pt"
+  if summary["ci_low"] is not None:
+    text += (f", 95% t interval [{summary['ci_low']:+.1f}, "
+             f"{summary['ci_high']:+.1f}] pt")
+  return text
+
+
 def _config(seed, **overrides):
   values = dict(output_dir=tempfile.mkdtemp(prefix="bench_da_"), epochs=20,
                 finetune_epochs=10, seed=seed, deterministic=True, verbose=0,
@@ -101,16 +154,22 @@ def _robust(model, splits, seed):
       attacks=("pgd",), seed=seed)
 
 
-def accuracy_rows(seeds, temperature, alpha):
-  """Per seed: baseline, distilled, scratch and adversarial figures."""
+def accuracy_rows(seeds, temperature, alpha, dataset="digits", epochs=20,
+                  finetune_epochs=10):
+  """Per seed: baseline, distilled, scratch and adversarial figures.
+
+  Each row also holds the test `labels` and each model's argmax
+  `predictions`, for the paired statistics.
+  """
   rows = []
   for seed in seeds:
     config = _config(seed, distill_temperature=temperature,
-                     distill_alpha=alpha)
+                     distill_alpha=alpha, dataset=dataset, epochs=epochs,
+                     finetune_epochs=finetune_epochs)
     keras.backend.clear_session()
     tfc.set_seed(seed)
     tfc.enable_determinism()
-    splits = tfc.load_dataset("digits", seed=seed)
+    splits = tfc.load_dataset(dataset, seed=seed)
     strategy = tfc.make_strategy("default")
     baseline = training.build_model_for(config, splits)
     training.compile_model(baseline, config)
@@ -119,7 +178,7 @@ def accuracy_rows(seeds, temperature, alpha):
     ctx = pipeline.BuildContext(
         config=config, splits=splits, strategy=strategy,
         compile_fn=lambda m, c=config: training.compile_model(m, c))
-    row = {"seed": seed}
+    row = {"seed": seed, "labels": splits.y_test, "predictions": {}}
     for name, method in (("distilled", "distilled"),
                          ("scratch", "student_scratch"),
                          ("adversarial", "adversarial")):
@@ -127,20 +186,26 @@ def accuracy_rows(seeds, temperature, alpha):
       # An uncompiled Keras 3 model (a Distiller's student) has no optimizer.
       if getattr(result.model, "optimizer", None) is None:
         training.compile_model(result.model, config)
-      row[name] = measures.evaluate_model(result.model, splits)["top1"]
+      metrics, row["predictions"][name] = measures.evaluate_model(
+          result.model, splits, return_predictions=True)
+      row[name] = metrics["top1"]
       if name == "adversarial":
         row["adversarial_robust"] = _robust(result.model, splits, seed)
-    row["baseline"] = measures.evaluate_model(baseline, splits)["top1"]
+    metrics, row["predictions"]["baseline"] = measures.evaluate_model(
+        baseline, splits, return_predictions=True)
+    row["baseline"] = metrics["top1"]
     row["baseline_robust"] = _robust(baseline, splits, seed)
     rows.append(row)
-    print(f"seed {seed}: {row}", flush=True)
+    shown = {k: v for k, v in row.items()
+             if k not in ("labels", "predictions")}
+    print(f"seed {seed}: {shown}", flush=True)
   return rows
 
 
-def step_ratios(epochs, pgd_steps):
+def step_ratios(epochs, pgd_steps, dataset="digits"):
   """Median epoch time of each training method over its plain `fit`."""
-  config = _config(0)
-  splits = tfc.load_dataset("digits", seed=0)
+  config = _config(0, dataset=dataset)
+  splits = tfc.load_dataset(dataset, seed=0)
   train = splits.train(32, seed=0)
   low, high = splits.value_range
 
@@ -189,9 +254,8 @@ def _keras3_compiled(model, learning_rate, loss=None):
   return model
 
 
-def _keras3_top1(model, x, y):
-  logits = model.predict(x, batch_size=256, verbose=0)
-  return float(np.mean(logits.argmax(1) == y))
+def _keras3_predict(model, x):
+  return model.predict(x, batch_size=256, verbose=0).argmax(1)
 
 
 def _keras3_teacher(splits, seed, epochs, batch_size, learning_rate,
@@ -228,7 +292,8 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
                        mixup=KERAS3["mixup"], shift=KERAS3["shift"],
                        noise=KERAS3["noise"],
                        teacher_epochs=KERAS3["teacher_epochs"],
-                       teacher_smoothing=KERAS3["teacher_smoothing"]):
+                       teacher_smoothing=KERAS3["teacher_smoothing"],
+                       dataset="digits"):
   """Per seed: one pruned Keras 3 student, trained with and without teacher.
 
   Every run starts from the same student weights (`prune_model` copies the
@@ -253,26 +318,34 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
 
   Returns:
     One dict per seed: `seed`, `"validation"` and `"test"` (each a dict of
-    top-1 of `teacher` and of each arm), `{arm}_sparsity`, and `seconds`
-    per run.
+    top-1 of `teacher` and of each arm), `{arm}_sparsity`, `seconds` per
+    run, and for the paired statistics `labels` (`{split: labels}`) and
+    `predictions` (`{split: {model: argmax classes}}`).
   """
   rows = []
   for seed in seeds:
     keras3.backend.clear_session()
     tfc.set_seed(seed)
-    splits = tfc.load_dataset("digits", seed=seed)
+    splits = tfc.load_dataset(dataset, seed=seed)
     evals = {"validation": (splits.x_val, splits.y_val),
              "test": (splits.x_test, splits.y_test)}
-    top1 = lambda model: {k: _keras3_top1(model, *v) for k, v in
-                          evals.items()}
+    predicted = {split: {} for split in evals}
+
+    def top1(model, name):
+      for split, (x, y) in evals.items():
+        predicted[split][name] = _keras3_predict(model, x)
+      return {split: float(np.mean(predicted[split][name] == y))
+              for split, (_, y) in evals.items()}
+
     steps = math.ceil(splits.num_train / batch_size)
     seconds = {}
     start = time.perf_counter()
     teacher = _keras3_teacher(splits, seed, teacher_epochs or epochs,
                               batch_size, learning_rate, teacher_smoothing)
     seconds["teacher"] = time.perf_counter() - start
-    row = {"seed": seed}
-    for key, value in top1(teacher).items():
+    row = {"seed": seed, "predictions": predicted,
+           "labels": {split: y for split, (_, y) in evals.items()}}
+    for key, value in top1(teacher, "teacher").items():
       row[key] = {"teacher": value}
     student = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
                               width=student_width, seed=seed + 17,
@@ -304,7 +377,7 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
                 callbacks=[pruning.PruningCallback()])
       stripped = pruning.strip_pruning(pruned)
       seconds[name] = time.perf_counter() - start
-      for key, value in top1(stripped).items():
+      for key, value in top1(stripped, name).items():
         row[key][name] = value
       row[f"{name}_sparsity"] = pruning.overall_sparsity(stripped)
     row["seconds"] = seconds
@@ -316,19 +389,18 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
 
 def mean_interval(values, confidence=0.95):
   """`(mean, half width)` of a t-interval across `values` (None if n < 2)."""
-  values = np.asarray(values, np.float64)
-  mean = float(values.mean())
-  if len(values) < 2:
-    return mean, None
-  sem = float(values.std(ddof=1)) / math.sqrt(len(values))
-  return mean, float(stats.t.ppf(0.5 + confidence / 2, len(values) - 1)) * sem
+  summary = seed_summary(values, confidence)
+  if summary["ci_low"] is None:
+    return summary["mean"], None
+  return summary["mean"], summary["ci_high"] - summary["mean"]
 
 
-def print_keras3_pruned(rows, sparsity, split="test", settings=""):
+def print_keras3_pruned(rows, sparsity, split="test", settings="",
+                        dataset="digits"):
   """Prints `keras3_pruned_rows`: per seed, the means, the differences."""
   arms = [a for a in KERAS3_ARMS if a in rows[0][split]]
   print(f"Keras 3 Distiller, {sparsity:.0%}-pruned student vs the same "
-        f"pruned student without a teacher (digits {split} top-1)"
+        f"pruned student without a teacher ({dataset} {split} top-1)"
         + (f"; {settings}" if settings else ""))
   for r in rows:
     print(f"  seed {r['seed']}: teacher {r[split]['teacher']:.4f}  " +
@@ -347,6 +419,11 @@ def print_keras3_pruned(rows, sparsity, split="test", settings=""):
     print(f"  distilled - {control} ({split}): per seed " + " ".join(
         f"{d:+.4f}" for d in differences) +
           f"; mean {mean:+.4f}{interval}  (target > 0)")
+    for r in rows:
+      stat = paired_top1(r["labels"][split], r["predictions"][split][control],
+                         r["predictions"][split]["distilled"], seed=r["seed"])
+      print(f"    seed {r['seed']} paired ({r['labels'][split].size} "
+            f"samples): {paired_cell(stat)}")
   sparsities = [r[f"{a}_sparsity"] for r in rows for a in arms]
   print(f"  sparsity reached: {min(sparsities):.4f} to "
         f"{max(sparsities):.4f}  (target {sparsity:.2f})")
@@ -364,6 +441,13 @@ def main():
   parser.add_argument("--alpha", type=float,
                       default=tfc.pipeline.DistillConfig.alpha)
   parser.add_argument("--skip_accuracy", action="store_true")
+  parser.add_argument("--dataset", default="digits",
+                      help="digits (8x8x1) or digits32 (32x32x3), or any "
+                      "name tf_compress.load_dataset accepts")
+  parser.add_argument("--epochs", type=int, default=20,
+                      help="baseline epochs of the accuracy section")
+  parser.add_argument("--finetune_epochs", type=int, default=10,
+                      help="epochs of each variant in the accuracy section")
   parser.add_argument("--keras3_pruned", action="store_true",
                       help="run only the Keras 3 pruned-student section")
   parser.add_argument("--keras3_sparsity", type=float, default=0.5)
@@ -399,32 +483,37 @@ def main():
                     noise=args.keras3_noise,
                     teacher_smoothing=args.keras3_teacher_smoothing)
     rows = keras3_pruned_rows(seeds, sparsity=args.keras3_sparsity,
-                              **settings)
+                              dataset=args.dataset, **settings)
     for split in ("validation", "test"):
       if split == args.keras3_split or split == "validation":
         print_keras3_pruned(rows, args.keras3_sparsity, split, ", ".join(
-            f"{k}={v}" for k, v in settings.items()))
+            f"{k}={v}" for k, v in settings.items()), dataset=args.dataset)
     return
 
   print(f"{'figure':44s} {'measured':>10s}  target")
   if not args.skip_accuracy:
-    rows = accuracy_rows(seeds, args.temperature, args.alpha)
+    rows = accuracy_rows(seeds, args.temperature, args.alpha, args.dataset,
+                         args.epochs, args.finetune_epochs)
     mean = lambda key: float(np.mean([r[key] for r in rows]))
     print(f"{'distilled top-1 (mean of %d seeds)' % len(rows):44s} "
           f"{mean('distilled'):10.4f}  >= scratch")
     print(f"{'scratch student top-1 (mean)':44s} {mean('scratch'):10.4f}")
     print(f"{'  per seed distilled - scratch':44s} " + " ".join(
         f"{r['distilled'] - r['scratch']:+.4f}" for r in rows))
+    print_paired_seeds("distilled - scratch", rows, "scratch", "distilled")
     print(f"{'baseline clean top-1 (mean)':44s} {mean('baseline'):10.4f}")
     print(f"{'adversarial clean top-1 (mean)':44s} "
           f"{mean('adversarial'):10.4f}  drop <= 0.015")
+    print_paired_seeds("adversarial - baseline clean", rows, "baseline",
+                       "adversarial")
     for eps in ("0.1", "0.2"):
       for who in ("baseline", "adversarial"):
         value = float(np.mean([r[f"{who}_robust"][f"pgd@{eps}"]
                                for r in rows]))
         target = "  >= 0.40" if who == "adversarial" and eps == "0.2" else ""
         print(f"{f'{who} PGD-20 @ {eps} (mean)':44s} {value:10.4f}{target}")
-  timings, plain, student = step_ratios(args.timing_epochs, args.pgd_steps)
+  timings, plain, student = step_ratios(args.timing_epochs, args.pgd_steps,
+                                        args.dataset)
   print(f"{'plain fit epoch (cnn / student), s':44s} {plain:10.3f} / "
         f"{student:.3f}")
   targets = {"fgsm": "<= 2.2x",

@@ -1,6 +1,7 @@
 """Pruning benchmark on digits: one process, one table of measured ratios.
 
   python benchmarks/pruning.py [--seed=0] [--timing_epochs=6]
+      [--dataset=digits|digits32] [--epochs=20] [--finetune_epochs=10]
 
 Rows:
   * `pruned` (80% sparsity) vs `baseline`: top-1 drop and the gzip size ratio
@@ -9,6 +10,11 @@ Rows:
   * `sliced` (50%) vs `baseline`: MACs ratio, params ratio, top-1 drop.
   * training step time with `PruningCallback` over plain `model.fit`, same
     model, median epoch time after a warm-up epoch.
+
+Every top-1 drop is paired: the baseline and the variant predict the same
+test samples (the run's predictions.npz), and the row shows the drop's
+paired bootstrap 95% interval (points, same sign as the drop) and McNemar's
+exact p; a claim sentence per variant follows the table.
 
 Targets (issue "Pruning"): pruned top-1 drop <= 1.0 point with gzip >= 3x
 smaller; sliced top-1 drop <= 1.5 points with MACs >= 2x fewer; callback
@@ -24,7 +30,11 @@ import time
 
 import tf_compress as tfc
 from tf_compress import keras
+from tf_compress import pipeline
 from tf_compress import pruning
+from tf_compress.analysis import compare_predictions
+from tf_compress.analysis.significance_format import claim_sentence
+from tf_compress.analysis.significance_format import difference_cell
 from tf_compress.export import convert_to_tflite
 
 
@@ -53,6 +63,21 @@ def _median_epoch(model, splits, epochs, callbacks):
   return statistics.median(timer.seconds[1:])  # drop the warm-up epoch
 
 
+def paired_top1(labels, reference, candidate, seed=0):
+  """`compare_predictions`' top-1 entry: candidate minus reference."""
+  return compare_predictions(labels, reference, candidate, metrics=("top1",),
+                             seed=seed)["top1"]
+
+
+def drop_cell(stat):
+  """The paired cell of `reference - candidate`, the sign of a drop."""
+  # 0.0 - x: a negated exact zero prints +0.0, not -0.0.
+  flipped = dict(stat, difference=0.0 - stat["difference"],
+                 ci_low=0.0 - stat["ci_high"],
+                 ci_high=0.0 - stat["ci_low"])
+  return f"{difference_cell(flipped)}, McNemar p {stat['p_value']:.2g}"
+
+
 def _compile(model):
   model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
       from_logits=True), metrics=["accuracy"])
@@ -63,18 +88,30 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--timing_epochs", type=int, default=6)
+  parser.add_argument("--dataset", default="digits",
+                      help="digits (8x8x1) or digits32 (32x32x3), or any "
+                      "name tf_compress.load_dataset accepts")
+  parser.add_argument("--epochs", type=int, default=20,
+                      help="baseline training epochs")
+  parser.add_argument("--finetune_epochs", type=int, default=10)
   args = parser.parse_args()
 
   out = tempfile.mkdtemp(prefix="bench_pruning_")
   report = tfc.run(tfc.TrainConfig(
-      output_dir=out, epochs=20, finetune_epochs=10, prune_sparsity=0.8,
+      output_dir=out, dataset=args.dataset, epochs=args.epochs,
+      finetune_epochs=args.finetune_epochs, prune_sparsity=0.8,
       slice_ratio=0.5, seed=args.seed, deterministic=True, verbose=0))
   by_name = {v["name"]: v for v in report["variants"]}
   base, pruned, sliced = by_name["baseline"], by_name["pruned"], by_name[
       "sliced"]
 
   sizes = {}
-  splits = tfc.load_dataset("digits", seed=args.seed)
+  splits = tfc.load_dataset(args.dataset, seed=args.seed)
+  labels, predictions = pipeline.load_predictions(
+      os.path.join(out, "predictions.npz"))
+  paired = {name: paired_top1(labels, predictions["baseline"]["keras"],
+                              predictions[name]["keras"], seed=args.seed)
+            for name in ("pruned", "sliced")}
   for name in ("baseline", "pruned"):
     model = tfc.load_model(os.path.join(out, f"{name}.keras"))
     tflite = os.path.join(out, f"{name}.tflite")
@@ -95,7 +132,8 @@ def main():
 
   rows = [
       ("pruned 80%: top-1 drop (points)",
-       100 * (base["top1"] - pruned["top1"]), "<= 1.0"),
+       100 * (base["top1"] - pruned["top1"]), "<= 1.0",
+       drop_cell(paired["pruned"])),
       ("pruned 80%: gzip .keras size ratio (baseline/pruned)",
        sizes["baseline"][0] / sizes["pruned"][0], ">= 3"),
       ("pruned 80%: gzip float TFLite size ratio",
@@ -106,16 +144,22 @@ def main():
        base["macs"] / sliced["macs"], ">= 2"),
       ("sliced 50%: params ratio", base["params"] / sliced["params"], ""),
       ("sliced 50%: top-1 drop (points)",
-       100 * (base["top1"] - sliced["top1"]), "<= 1.5"),
+       100 * (base["top1"] - sliced["top1"]), "<= 1.5",
+       drop_cell(paired["sliced"])),
       ("pruning callback step time / plain fit", pruned_time / plain,
        "<= 1.15"),
   ]
-  print(f"digits, seed {args.seed}: baseline top-1 {base['top1']:.4f}, "
-        f"pruned {pruned['top1']:.4f}, sliced {sliced['top1']:.4f}")
+  print(f"{args.dataset}, seed {args.seed}: baseline top-1 "
+        f"{base['top1']:.4f}, pruned {pruned['top1']:.4f}, sliced "
+        f"{sliced['top1']:.4f} ({labels.size} test samples)")
   width = max(len(r[0]) for r in rows)
-  print(f"{'measure'.ljust(width)}  {'value':>8}  target")
-  for label, value, target in rows:
-    print(f"{label.ljust(width)}  {value:8.3f}  {target}")
+  print(f"{'measure'.ljust(width)}  {'value':>8}  {'target':<8}  "
+        "paired 95% CI (pt), McNemar p")
+  for label, value, target, *cell in rows:
+    print(f"{label.ljust(width)}  {value:8.3f}  {target:<8}  "
+          f"{cell[0] if cell else ''}".rstrip())
+  for name, label in (("pruned", "pruned 80%"), ("sliced", "sliced 50%")):
+    print(claim_sentence(label, paired[name], "the baseline"))
 
 
 if __name__ == "__main__":
