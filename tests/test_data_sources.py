@@ -129,7 +129,8 @@ def test_unknown_dataset():
     load_dataset("xyz")
   assert str(info.value) == (
       "unknown dataset 'xyz': expected one of digits, iris, wine, "
-      "breast_cancer, mnist, fashion_mnist, cifar10, cifar100, tfds:NAME, a "
+      "breast_cancer, digits32, mnist, fashion_mnist, cifar10, cifar100, "
+      "tfds:NAME, a "
       "path to an .npz file or an image directory")
 
 

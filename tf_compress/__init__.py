@@ -30,6 +30,7 @@ from tf_compress.analysis import classification_metrics
 from tf_compress.analysis import model_stats
 from tf_compress.data import analyze_arrays
 from tf_compress.data import analyze_dataset
+from tf_compress.data import build_digits32
 from tf_compress.data import DatasetSplits
 from tf_compress.data import load_dataset
 from tf_compress.distribute import configure_logical_cpus
@@ -49,7 +50,7 @@ from tf_compress.pipeline import TrainConfig
 
 __all__ = [
     "__version__", "adversarial", "analysis", "analyze_arrays", "analyze_dataset", "benchmark",
-    "build_model", "check_model", "classification_metrics",
+    "build_digits32", "build_model", "check_model", "classification_metrics",
     "configure_logical_cpus", "data", "DataError", "DatasetSplits", "distillation",
     "enable_determinism", "export", "keras", "load_dataset", "load_model",
     "make_strategy", "model_stats", "ModelError", "models", "pipeline", "pruning", "quantization", "register",

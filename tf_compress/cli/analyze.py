@@ -44,7 +44,8 @@ def define_flags(flag_values=None):
   fv = flags.FLAGS if flag_values is None else flag_values
   flags.DEFINE_string(
       "dataset", "digits",
-      "digits, iris, wine, breast_cancer, mnist, fashion_mnist, cifar10, "
+      "digits, iris, wine, breast_cancer, digits32 (harder, derived from "
+      "digits), mnist, fashion_mnist, cifar10, "
       "cifar100, tfds:NAME, a path to an .npz file (x_train, y_train, "
       "x_test, y_test) or to an image directory (one subfolder per class).",
       flag_values=fv)

@@ -14,14 +14,17 @@ import zipfile
 import numpy as np
 
 from tf_compress._keras import keras, tf
+from tf_compress.data import digits32
 from tf_compress.data import statistics
 from tf_compress.errors import DataError
 
-__all__ = ["RawData", "load_raw", "load_sklearn", "load_npz",
-           "load_image_directory", "load_keras_dataset", "load_tfds",
-           "SKLEARN_DATASETS", "KERAS_DATASETS", "IMAGE_EXTENSIONS"]
+__all__ = ["RawData", "load_raw", "load_sklearn", "load_digits32",
+           "load_npz", "load_image_directory", "load_keras_dataset",
+           "load_tfds", "SKLEARN_DATASETS", "DERIVED_DATASETS",
+           "KERAS_DATASETS", "IMAGE_EXTENSIONS"]
 
 SKLEARN_DATASETS = ("digits", "iris", "wine", "breast_cancer")
+DERIVED_DATASETS = ("digits32",)
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -53,7 +56,11 @@ class RawData:
       (0, 16) for digits, (0, 255) for uint8 images), else None.
     image_sizes: original (height, width) of each image of an image folder,
       else None.
-    source_kind: "sklearn", "npz", "image_dir", "keras" or "tfds".
+    source_kind: "sklearn", "derived" (digits32), "npz", "image_dir",
+      "keras" or "tfds".
+    x_val: the source's own validation samples, or None (then validation
+      is split off the training samples).
+    y_val: labels of `x_val`, or None.
   """
   name: str
   x_train: np.ndarray
@@ -65,6 +72,8 @@ class RawData:
   raw_range: object
   image_sizes: object
   source_kind: str
+  x_val: object = None
+  y_val: object = None
 
 
 def _short(exc, limit=200):
@@ -75,8 +84,8 @@ def _short(exc, limit=200):
 def _unknown_source(source):
   return DataError(
       f"unknown dataset '{source}': expected one of "
-      f"{', '.join(SKLEARN_DATASETS + KERAS_DATASETS)}, tfds:NAME, a path to "
-      "an .npz file or an image directory")
+      f"{', '.join(SKLEARN_DATASETS + DERIVED_DATASETS + KERAS_DATASETS)}, "
+      "tfds:NAME, a path to an .npz file or an image directory")
 
 
 def _check_labels(y, split, where):
@@ -181,6 +190,29 @@ def load_sklearn(name):
                    None, "sklearn")
   return RawData(name, np.asarray(bunch.data), y, None, None, class_names,
                  "tabular", None, None, "sklearn")
+
+
+def load_digits32(seed=0):
+  """Loads digits32, the harder 32x32 colour set derived from digits.
+
+  It is built from scikit-learn's digits on first use (seconds, no
+  download) and cached; see `tf_compress.data.build_digits32`.
+
+  Args:
+    seed: the seed of the source split and of every rendering.
+
+  Returns:
+    A `RawData` of uint8 (N, 32, 32, 3) images with the set's own
+    validation and test splits, raw_range (0, 255).
+
+  Raises:
+    DataError: for a bad seed.
+  """
+  data = digits32.build_digits32(seed=seed)
+  return RawData("digits32", data.x_train, data.y_train, data.x_test,
+                 data.y_test, tuple(str(i) for i in range(10)), "image",
+                 (0, 255), None, "derived", x_val=data.x_val,
+                 y_val=data.y_val)
 
 
 def load_npz(path):
@@ -419,15 +451,16 @@ def load_image_directory(path, image_size=None):
                  tuple(classes), "image", (0, 255), tuple(sizes), "image_dir")
 
 
-def load_raw(source, image_size=None):
+def load_raw(source, image_size=None, seed=0):
   """Dispatches `source` to the matching loader.
 
   Args:
-    source: "digits", "iris", "wine", "breast_cancer", "mnist",
+    source: "digits", "iris", "wine", "breast_cancer", "digits32", "mnist",
       "fashion_mnist", "cifar10", "cifar100", "tfds:NAME", a path to an .npz
       file, or a path to an image directory.
     image_size: (height, width) for image directories; must be None for
       other sources.
+    seed: the seed of derived sets (digits32); other sources ignore it.
 
   Returns:
     A `RawData`.
@@ -453,6 +486,8 @@ def load_raw(source, image_size=None):
         "file with keys x_train, y_train, x_test, y_test.")
   if source in SKLEARN_DATASETS:
     return load_sklearn(source)
+  if source in DERIVED_DATASETS:
+    return load_digits32(seed)
   if source in KERAS_DATASETS:
     return load_keras_dataset(source)
   if source.startswith("tfds:") and len(source) > len("tfds:"):

@@ -45,7 +45,8 @@ class DatasetSplits:
     raw_y: labels of `raw_x`.
     image_sizes: original (height, width) of each image for image folders,
       else None.
-    source_kind: "sklearn", "npz", "image_dir", "keras" or "tfds".
+    source_kind: "sklearn", "derived" (digits32), "npz", "image_dir",
+      "keras" or "tfds".
     seed: the seed the splits were made with; default shuffle seed.
   """
   name: str
@@ -259,20 +260,22 @@ def load_dataset(source, *, validation_fraction=0.1, test_fraction=0.2,
   round(validation_fraction * N)) from the rest. When the source has its own
   test split (npz, keras, tfds), that split is kept, `test_fraction` is
   ignored and validation is round(validation_fraction * N_train) samples of
-  the training split.
+  the training split. When the source also has its own validation split
+  (digits32), all three splits are used as they are: `validation_fraction`
+  and `test_fraction` are ignored.
 
   Normalisation, fitted on the training split and applied to all splits
   (float32 result):
     * "scale": images are mapped from their raw range (0..16 for digits,
-      0..255 for uint8 and image folders, else the training min/max) to
-      [0, 1]; tables get per-feature min-max scaling. Values are clipped to
-      [0, 1] so that value_range is exactly (0.0, 1.0).
+      0..255 for digits32, uint8 and image folders, else the training
+      min/max) to [0, 1]; tables get per-feature min-max scaling. Values are
+      clipped to [0, 1] so that value_range is exactly (0.0, 1.0).
     * "standardize": per-channel (last axis) mean/std of the training split;
       a zero std is replaced by 1.
     * "none": only the cast to float32.
 
   Args:
-    source: "digits", "iris", "wine", "breast_cancer", "mnist",
+    source: "digits", "iris", "wine", "breast_cancer", "digits32", "mnist",
       "fashion_mnist", "cifar10", "cifar100", "tfds:NAME", a path to an .npz
       file (keys x_train, y_train, x_test, y_test) or to an image directory
       (one subfolder per class).
@@ -281,7 +284,8 @@ def load_dataset(source, *, validation_fraction=0.1, test_fraction=0.2,
     normalization: "scale", "standardize" or "none".
     image_size: (height, width) for image directories; None uses the
       recommended size from the image size statistics.
-    seed: random seed of the splits and default shuffle seed.
+    seed: random seed of the splits (and of digits32's build) and default
+      shuffle seed.
 
   Returns:
     A `DatasetSplits`.
@@ -292,7 +296,7 @@ def load_dataset(source, *, validation_fraction=0.1, test_fraction=0.2,
   """
   validation_fraction, test_fraction = _check_arguments(
       validation_fraction, test_fraction, normalization, seed)
-  raw = sources.load_raw(source, image_size=image_size)
+  raw = sources.load_raw(source, image_size=image_size, seed=seed)
   if raw.x_test is None:
     if test_fraction == 0:
       raise DataError(
@@ -309,16 +313,23 @@ def load_dataset(source, *, validation_fraction=0.1, test_fraction=0.2,
         raw.x_train, raw.y_train, n_test, seed, "test", "test_fraction",
         test_fraction)
     n_val = round(validation_fraction * n_all)
-    raw_x, raw_y = raw.x_train, raw.y_train
   else:
     x_rest, y_rest = raw.x_train, raw.y_train
     x_test, y_test = raw.x_test, raw.y_test
     n_val = round(validation_fraction * len(y_rest))
-    raw_x = np.concatenate([raw.x_train, raw.x_test])
-    raw_y = np.concatenate([raw.y_train, raw.y_test])
-  x_train, y_train, x_val, y_val = _stratified_split(
-      x_rest, y_rest, n_val, seed, "validation", "validation_fraction",
-      validation_fraction)
+  if raw.x_val is None:
+    x_train, y_train, x_val, y_val = _stratified_split(
+        x_rest, y_rest, n_val, seed, "validation", "validation_fraction",
+        validation_fraction)
+  else:
+    x_train, y_train, x_val, y_val = x_rest, y_rest, raw.x_val, raw.y_val
+  own = [(x, y) for x, y in ((raw.x_val, raw.y_val), (raw.x_test, raw.y_test))
+         if x is not None]
+  if own:
+    raw_x = np.concatenate([raw.x_train] + [x for x, _ in own])
+    raw_y = np.concatenate([raw.y_train] + [y for _, y in own])
+  else:
+    raw_x, raw_y = raw.x_train, raw.y_train
 
   (x_train, x_val, x_test), params, value_range = _normalize(
       normalization, raw, x_train, (x_val, x_test))

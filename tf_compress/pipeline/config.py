@@ -86,9 +86,10 @@ def _check_levels(config, field):
 class DataConfig:
   """Which data, and how it is split and scaled."""
   dataset: str = option(
-      "digits", "digits, iris, wine, breast_cancer, mnist, fashion_mnist, "
-      "cifar10, cifar100, tfds:NAME, a .npz file (x_train, y_train, x_test, "
-      "y_test) or an image directory with one subfolder per class.")
+      "digits", "digits, iris, wine, breast_cancer, digits32 (32x32 colour, "
+      "derived from digits), mnist, fashion_mnist, cifar10, cifar100, "
+      "tfds:NAME, a .npz file (x_train, y_train, x_test, y_test) or an image "
+      "directory with one subfolder per class.")
   image_size: Optional[Tuple[int, int]] = option(
       None, "HEIGHT,WIDTH to resize image-directory inputs to; default: the "
       "size recommended by the dataset analysis.", parse=parse_image_size)
