@@ -13,9 +13,9 @@ def test_defaults_are_valid_and_json_safe():
   assert data["dataset"] == "digits" and data["model"] == "cnn"
   assert set(data) == {opt.flag for opt in tf_compress.pipeline.options(
       tf_compress.RunConfig)}
-  # every wave-1 TrainConfig field, plus --keras, --bootstrap_resamples and
-  # --seeds
-  assert len(data) == 59
+  # every wave-1 TrainConfig field, plus --keras, --bootstrap_resamples,
+  # --seeds and --sensitivity
+  assert len(data) == 60
   assert tf_compress.RunConfig.from_flat(**data) == config
 
 

@@ -28,6 +28,8 @@ from tf_compress.analysis.pareto import pareto_front
 from tf_compress.analysis.pareto import pareto_mask
 from tf_compress.analysis.plots import plot_training_curves
 from tf_compress.analysis.seed_runs import summarize_seeds
+from tf_compress.analysis.sensitivity import sensitivity
+from tf_compress.analysis.sensitivity_plots import plot_sensitivity
 from tf_compress.analysis.significance import compare_predictions
 from tf_compress.analysis.significance import mcnemar_exact
 from tf_compress.analysis.significance import paired_bootstrap
@@ -44,7 +46,8 @@ __all__ = ["advise", "balanced_accuracy", "classification_metrics", "comparison_
            "per_class_accuracy", "per_class_change", "plot_training_curves",
            "precision_recall_f1", "top_k_accuracy", "compare_predictions",
            "mcnemar_exact", "paired_bootstrap", "per_class_intervals",
-           "seed_summary", "summarize_seeds", "wilson_interval"]
+           "seed_summary", "summarize_seeds", "wilson_interval",
+           "sensitivity", "plot_sensitivity"]
 
 # The results report: plots, report.html, report.md (tf_compress.report CLI).
 from tf_compress.analysis.report_html import render_html

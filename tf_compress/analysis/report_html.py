@@ -11,6 +11,7 @@ import os
 
 from tf_compress.analysis import report_advice
 from tf_compress.analysis import report_seeds
+from tf_compress.analysis import report_sensitivity
 from tf_compress.analysis import report_significance as significance
 from tf_compress.analysis import report_tables as tables
 from tf_compress.analysis.report_plots import plot_caption
@@ -180,7 +181,8 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
   title = title or tables.report_title(report)
   dataset = report.get("dataset") or {}
   sections = [("results", "Results"), ("significance", "Differences"),
-              ("advice", "Advice"), ("who-pays", "Who pays"),
+              ("advice", "Advice"), ("sensitivity", "Sensitivity"),
+              ("who-pays", "Who pays"),
               ("sweeps", "Sweeps"), ("tuning", "Tuning"), ("plots", "Plots"),
               ("dataset", "Dataset"), ("reproduce", "Reproduce")]
   sweeps = tables.sweep_tables(report)
@@ -193,6 +195,9 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
     sections.remove(("significance", "Differences"))
   if not report.get("advice"):
     sections.remove(("advice", "Advice"))
+  layer_table = report_sensitivity.sensitivity_table(report)
+  if layer_table is None:
+    sections.remove(("sensitivity", "Sensitivity"))
   body = ["<nav>" + "".join(f'<a href="#{a}">{_text(t)}</a>'
                             for a, t in sections) + "</nav>"]
   body.append('<h2 id="results">Results</h2>')
@@ -217,6 +222,17 @@ def render_html(report, plots, plot_dir, tuning=None, tuning_dir=None,
         f"<li>{_text(line)}</li>" for line in report_advice.advice_lines(
             report)) + "</ul>")
     body.append(table_html(advice))
+  plots = dict(plots)
+  layer_plot = plots.pop("sensitivity", None)
+  if layer_table is not None:
+    body.append('<h2 id="sensitivity">Per-layer sensitivity</h2>')
+    body.append("<ul class=\"claims\">" + "".join(
+        f"<li>{_text(line)}</li>" for line in
+        report_sensitivity.sensitivity_lines(report)) + "</ul>")
+    body.append(table_html(layer_table))
+    if layer_plot and os.path.exists(os.path.join(plot_dir, layer_plot)):
+      body.append(_figure(image_data_uri(os.path.join(plot_dir, layer_plot)),
+                          plot_caption("sensitivity")))
   body.append('<h2 id="who-pays">Who pays for compression</h2>')
   body.append(table_html(tables.who_pays_table(report)))
   if sweeps:

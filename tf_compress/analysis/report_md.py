@@ -8,6 +8,7 @@ import os
 
 from tf_compress.analysis import report_advice
 from tf_compress.analysis import report_seeds
+from tf_compress.analysis import report_sensitivity
 from tf_compress.analysis import report_significance as significance
 from tf_compress.analysis import report_tables as tables
 from tf_compress.analysis.report_plots import plot_caption
@@ -119,6 +120,17 @@ def render_markdown(report, plots, plot_dir=None, tuning=None, title=None):
     lines += ["## Which export to ship", ""]
     lines += [f"- {line}" for line in report_advice.advice_lines(report)]
     lines += ["", table_markdown(advice)]
+  plots = dict(plots)
+  layer_plot = plots.pop("sensitivity", None)
+  layer_table = report_sensitivity.sensitivity_table(report)
+  if layer_table is not None:
+    lines += ["## Per-layer sensitivity", ""]
+    lines += [f"- {line}" for line in
+              report_sensitivity.sensitivity_lines(report)]
+    lines += ["", table_markdown(layer_table)]
+    if layer_plot and (plot_dir is None or os.path.exists(
+        os.path.join(plot_dir, layer_plot))):
+      lines += [f"![{plot_caption('sensitivity')}]({layer_plot})", ""]
   lines += ["## Who pays for compression", ""]
   lines.append(table_markdown(tables.who_pays_table(report)))
   sweeps = tables.sweep_tables(report)

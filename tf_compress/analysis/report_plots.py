@@ -22,11 +22,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from tf_compress.analysis import report_seeds
+from tf_compress.analysis import report_sensitivity
 from tf_compress.analysis import report_series
 from tf_compress.analysis import report_tables
 from tf_compress.analysis import report_weights
 from tf_compress.analysis.pareto import pareto_mask
 from tf_compress.analysis.plots import plot_training_curves
+from tf_compress.analysis.sensitivity_plots import plot_sensitivity
 from tf_compress.io_utils import atomic_write_bytes
 # pylint: enable=g-import-not-at-top
 
@@ -50,6 +52,9 @@ PLOT_CAPTIONS = {
                         "(rows: true class).",
     "seeds": "Top-1 accuracy over the seeds: mean, 95% interval across "
              "seeds, and each seed's value (dots).",
+    "sensitivity": "Per-layer sensitivity: the top-1 drop when one layer "
+                   "at a time is compressed, with its 95% interval (red: "
+                   "significant).",
     "weight_histograms": "Kernel weights before and after compression "
                          "(zeros of pruning, centroids of clustering) and "
                          "the int8 values of the int8 exports.",
@@ -457,6 +462,10 @@ def write_report_plots(report, run_dir, output_dir=None, models=None):
   if report_seeds.plot_seed_accuracy(
       report, os.path.join(out, report_seeds.SEEDS_PLOT)):
     plots["seeds"] = report_seeds.SEEDS_PLOT
+  if (report.get("sensitivity") or {}).get("rows"):
+    plot_sensitivity(report["sensitivity"], os.path.join(
+        out, report_sensitivity.SENSITIVITY_PLOT))
+    plots["sensitivity"] = report_sensitivity.SENSITIVITY_PLOT
   for name, history in (report.get("history") or {}).items():
     if history:
       filename = ("training_curves.png" if name == "baseline"

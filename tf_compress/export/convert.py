@@ -1,6 +1,6 @@
-"""Keras → TFLite conversion in five modes, and atomic export to a file.
+"""Keras → TFLite conversion, mixed precision, and atomic export to a file.
 
-The modes (`EXPORT_MODES`):
+The converter's modes (`EXPORT_MODES`):
 
 * `float32`: no optimisation; weights and activations stay float32.
 * `dynamic`: dynamic-range quantization (`Optimize.DEFAULT`, no calibration
@@ -13,6 +13,16 @@ The modes (`EXPORT_MODES`):
 * `int16x8`: int16 activations, int8 weights
   (`EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8`), calibrated.
 
+Two more modes quantize the float32 file with ai-edge-quantizer
+(`EDGE_QUANTIZER_MODES`, see `edge_quantizer`): `int4_weight_only` and
+`int4_blockwise`.
+
+Mixed precision: `mode="int8"` with `keep_float=[Keras layer names or glob
+patterns]` keeps those layers' ops in float (float32, or float16 weights
+with `keep_float_dtype="float16"`) and quantizes the rest, from one
+calibration (`calibrate_int8`, `selective`; the layer-to-op map is
+`layer_map`'s, so no TFLite name is ever asked for).
+
 tfmot training wrappers are handled first: pruning wrappers are removed with
 `strip_pruning`, clustering wrappers with `strip_clustering`. A
 quantization-aware-trained (QAT) model is converted as it is; its fake-quant
@@ -21,12 +31,9 @@ data for it, and every mode but `float32` gives an integer model.
 """
 
 import contextlib
-import logging
 import os
 import re
-import sys
 import tempfile
-import warnings
 
 import numpy as np
 from tf_compress._tfmot import tfmot
@@ -34,10 +41,16 @@ from tf_compress._tfmot import tfmot
 from tf_compress import io_utils
 from tf_compress._keras import check_model, is_keras3_object, keras, tf
 from tf_compress.errors import ModelError, UserInputError
+from tf_compress.export import edge_quantizer
 from tf_compress.export import flatbuffer
 from tf_compress.export import keras3_convert
+from tf_compress.export import layer_map
+from tf_compress.export import quiet
+from tf_compress.export import selective
+from tf_compress.export.edge_quantizer import EDGE_QUANTIZER_MODES
 
-__all__ = ["EXPORT_MODES", "convert_to_tflite", "export_tflite"]
+__all__ = ["EXPORT_MODES", "EDGE_QUANTIZER_MODES", "calibrate_int8",
+           "convert_to_tflite", "export_tflite"]
 
 EXPORT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
 _CALIBRATED_MODES = ("int8", "int16x8")
@@ -179,41 +192,6 @@ def _configure(converter, mode, samples, int8_io, qat):
     converter.representative_dataset = representative_dataset
 
 
-@contextlib.contextmanager
-def _quiet_converter(verbose):
-  """Silences the converter's Python warnings and its native log output.
-
-  The converter's C++ code writes MLIR diagnostics and calibration chatter
-  straight to file descriptors 1 and 2, so those are pointed at a temporary
-  file for the duration. A conversion error still carries the diagnostics
-  in its exception message.
-  """
-  if verbose:
-    yield
-    return
-  tf_logger = tf.get_logger()
-  level = tf_logger.level
-  tf_logger.setLevel(logging.ERROR)
-  with warnings.catch_warnings(), tempfile.TemporaryFile() as sink:
-    warnings.simplefilter("ignore")
-    for stream in (sys.stdout, sys.stderr):
-      stream.flush()
-    saved = []
-    try:
-      for fd in (1, 2):
-        try:
-          saved.append((fd, os.dup(fd)))
-          os.dup2(sink.fileno(), fd)
-        except OSError:
-          pass  # No such descriptor (embedded interpreters): nothing to hide.
-      yield
-    finally:
-      for fd, copy in saved:
-        os.dup2(copy, fd)
-        os.close(copy)
-      tf_logger.setLevel(level)
-
-
 _OP_PATTERNS = (
     re.compile(r"'(tf\.[A-Za-z0-9_]+)' op"),
     re.compile(r"\b(?:Custom|Flex) ops: ([A-Za-z0-9_, ]+)"),
@@ -265,8 +243,112 @@ def _conversion_error(model, mode, error):
       "supported ops, or export a model without it.")
 
 
+def _check_calibration_count(num_calibration_samples):
+  if (isinstance(num_calibration_samples, bool) or
+      not isinstance(num_calibration_samples, (int, np.integer)) or
+      num_calibration_samples < 1):
+    raise UserInputError(
+        "num_calibration_samples must be a positive integer, got "
+        f"{num_calibration_samples!r}.")
+
+
+def _check_keep_float(model, mode, keep_float, keep_float_dtype, qat):
+  if isinstance(keep_float, str):
+    raise UserInputError(
+        f"keep_float must be a list of Keras layer names or patterns, got "
+        f"the string {keep_float!r}; write keep_float=[{keep_float!r}].")
+  if mode != "int8":
+    raise UserInputError(
+        f"keep_float needs mode='int8' (the other layers are quantized to "
+        f"int8), got mode={mode!r}; drop keep_float or export in int8 mode.")
+  if qat:
+    raise UserInputError(
+        f"model '{model.name}' is quantization-aware trained: its fake-quant "
+        "ranges quantize every layer, so keep_float cannot apply; export a "
+        "float model with keep_float, or the QAT model without it.")
+  if keep_float_dtype not in selective.KEEP_DTYPES:
+    raise UserInputError(
+        f"keep_float_dtype must be one of {', '.join(selective.KEEP_DTYPES)}"
+        f", got {keep_float_dtype!r}.")
+
+
+def _convert(model, mode, samples, int8_io, qat, verbose, tagged=False):
+  """The converter's output.
+
+  With `tagged`: `(calibrated bytes, layer tokens, converted model)`, the
+  model calibrated only, inside `layer_map.tagged_layers` (the converted
+  model is `model` without tfmot wrappers).
+  """
+  keras3 = is_keras3_object(model)
+  if keras3:
+    keras3_convert.keras3_input_shapes(model)  # subclassed: a clear error
+  with quiet.quiet_converter(verbose), tempfile.TemporaryDirectory(
+      prefix="tf_compress_export_") as workdir:
+    try:
+      source = model if keras3 else _strip_wrappers(model)
+      tags = (layer_map.tagged_layers(source) if tagged
+              else contextlib.nullcontext({}))
+      with tags as tokens:
+        if keras3:
+          converter = keras3_convert.keras3_converter(source, workdir)
+        else:
+          converter = tf.lite.TFLiteConverter.from_keras_model(source)
+        _configure(converter, mode, samples, int8_io, qat)
+        if tagged:
+          # The quantization debugger's split: calibrate now, quantize later.
+          converter.experimental_mlir_quantizer = True
+          # pylint: disable-next=protected-access
+          converter._experimental_calibrate_only = True
+        data = converter.convert()
+      return (data, tokens, source) if tagged else data
+    except Exception as e:  # pylint: disable=broad-except
+      # ConverterError, and errors from stripping or tracing the model.
+      raise _conversion_error(model, mode, e) from e
+
+
+def calibrate_int8(model, representative_data, num_calibration_samples=200,
+                   verbose=False):
+  """Calibrates `model` for int8 once, to quantize with layers kept float.
+
+  Args:
+    model: a tf_keras or Keras 3 model, not quantization-aware trained (see
+      `convert_to_tflite`). It is left as it was.
+    representative_data: training inputs, as for `mode="int8"`.
+    num_calibration_samples: at most this many samples calibrate it.
+    verbose: show the converter's own log output.
+
+  Returns:
+    A `selective.Calibrated`: `.quantize(keep=[...])` gives the int8 file
+    with those Keras layers in float, `.quantize(only=[...])` the float
+    file with only those layers in int8.
+
+  Raises:
+    UserInputError, ModelError: as for `convert_to_tflite`, and for a QAT
+      model.
+  """
+  if not is_keras3_object(model):
+    check_model(model)
+  _check_calibration_count(num_calibration_samples)
+  if _is_qat(model):
+    raise UserInputError(
+        f"model '{model.name}' is quantization-aware trained; its int8 "
+        "ranges come from training, not calibration. Calibrate the float "
+        "model instead.")
+  if representative_data is None:
+    raise UserInputError(
+        "int8 calibration needs representative data; pass "
+        "representative_data (e.g. a few hundred training inputs).")
+  samples = _calibration_samples(model, representative_data,
+                                 int(num_calibration_samples))
+  data, tokens, source = _convert(model, "int8", samples, False, False,
+                                  verbose, tagged=True)
+  return selective.Calibrated(model=source, data=data, tokens=tokens,
+                              ops=layer_map.op_layers(data, tokens))
+
+
 def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
-                      num_calibration_samples=200, verbose=False):
+                      num_calibration_samples=200, verbose=False,
+                      keep_float=None, keep_float_dtype="float32"):
   """Converts a tf_keras or Keras 3 model into a TFLite flatbuffer.
 
   Args:
@@ -275,7 +357,8 @@ def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
       Sequential/Functional model (TensorFlow backend; converted through a
       SavedModel, see `keras3_convert`; a model pruned by the native engine
       needs no stripping). It is not modified.
-    mode: one of `EXPORT_MODES`.
+    mode: one of `EXPORT_MODES` or `EDGE_QUANTIZER_MODES`
+      ("int4_weight_only", "int4_blockwise", see `edge_quantizer`).
     representative_data: training inputs for calibration (`int8` and
       `int16x8`): a numpy array of samples, or a tf.data dataset of inputs or
       (inputs, labels) pairs, batched or not.
@@ -283,6 +366,13 @@ def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
       (the caller then quantizes inputs and dequantizes outputs).
     num_calibration_samples: at most this many samples calibrate the model.
     verbose: show the converter's own log output (hidden by default).
+    keep_float: with `mode="int8"`, Keras layer names or glob patterns
+      (`["fc1", "conv*"]`, matched against layer names and, for nested
+      models, `outer/inner` paths) whose ops stay float while the rest is
+      quantized to int8 (mixed precision; see `selective`). None or []
+      quantizes everything.
+    keep_float_dtype: "float32", or "float16" to store the kept layers'
+      weights in float16 (they still compute in float32).
 
   Returns:
     The TFLite model as bytes.
@@ -290,34 +380,47 @@ def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
   Raises:
     TypeError: for anything but a tf_keras or Keras 3 model.
     UserInputError: for an unknown mode, calibrated modes without
-      representative data, `int8_io` outside the `int8` mode, or
-      representative data of the wrong shape.
+      representative data, `int8_io` outside the `int8` mode, representative
+      data of the wrong shape, or `keep_float` outside the `int8` mode, for
+      a QAT model, or naming a layer the model does not have (the message
+      names each unknown name).
     ModelError: if the converter fails; the message names the op and the
       layer it could not convert.
   """
   keras3 = is_keras3_object(model)
   if not keras3:
     check_model(model)
-  if mode not in EXPORT_MODES:
+  if mode not in EXPORT_MODES + EDGE_QUANTIZER_MODES:
     raise UserInputError(
         f"unknown TFLite export mode {mode!r}; choose one of "
-        f"{', '.join(EXPORT_MODES)}.")
+        f"{', '.join(EXPORT_MODES + EDGE_QUANTIZER_MODES)}.")
   if int8_io and mode != "int8":
     raise UserInputError(
         f"int8_io=True needs mode='int8', got mode={mode!r}; drop int8_io or "
         "export in int8 mode.")
-  if (isinstance(num_calibration_samples, bool) or
-      not isinstance(num_calibration_samples, (int, np.integer)) or
-      num_calibration_samples < 1):
-    raise UserInputError(
-        "num_calibration_samples must be a positive integer, got "
-        f"{num_calibration_samples!r}.")
+  _check_calibration_count(num_calibration_samples)
   qat = _is_qat(model)
+  if keep_float is not None and (keep_float or isinstance(keep_float, str)):
+    _check_keep_float(model, mode, keep_float, keep_float_dtype, qat)
+    # Unknown names fail before the (slow) calibration.
+    layer_map.match_layers(model, keep_float)
+    calibrated = calibrate_int8(model, representative_data,
+                                num_calibration_samples, verbose)
+    return calibrated.quantize(keep=keep_float, keep_dtype=keep_float_dtype,
+                               int8_io=int8_io, verbose=verbose)
   if qat and mode == "int16x8":
     raise UserInputError(
         f"model '{model.name}' is quantization-aware trained (int8 fake "
         "quantization), which TFLite cannot export as int16x8; use "
         "mode='int8'.")
+  if mode in EDGE_QUANTIZER_MODES:
+    if qat:
+      raise UserInputError(
+          f"model '{model.name}' is quantization-aware trained for int8; "
+          f"{mode} quantizes a float model. Export it with mode='int8'.")
+    return edge_quantizer.quantize_float_model(
+        _convert(model, "float32", None, False, False, verbose), mode,
+        model_name=model.name, verbose=verbose)
   samples = None
   if mode in _CALIBRATED_MODES and not qat:
     if representative_data is None:
@@ -327,21 +430,7 @@ def convert_to_tflite(model, mode, representative_data=None, int8_io=False,
           "inputs), or use mode='dynamic' which needs none.")
     samples = _calibration_samples(model, representative_data,
                                    int(num_calibration_samples))
-  if keras3:
-    keras3_convert.keras3_input_shapes(model)  # subclassed: a clear error
-  with _quiet_converter(verbose), tempfile.TemporaryDirectory(
-      prefix="tf_compress_export_") as workdir:
-    try:
-      if keras3:
-        converter = keras3_convert.keras3_converter(model, workdir)
-      else:
-        converter = tf.lite.TFLiteConverter.from_keras_model(
-            _strip_wrappers(model))
-      _configure(converter, mode, samples, int8_io, qat)
-      return converter.convert()
-    except Exception as e:  # pylint: disable=broad-except
-      # ConverterError, and errors from stripping or tracing the model.
-      raise _conversion_error(model, mode, e) from e
+  return _convert(model, mode, samples, int8_io, qat, verbose)
 
 
 def export_tflite(model, path, mode, **kwargs):
@@ -355,9 +444,9 @@ def export_tflite(model, path, mode, **kwargs):
   Args:
     model: a tf_keras model (see `convert_to_tflite`).
     path: the .tflite file to write; its directory must exist.
-    mode: one of `EXPORT_MODES`.
+    mode: one of `EXPORT_MODES` or `EDGE_QUANTIZER_MODES`.
     **kwargs: passed to `convert_to_tflite` (representative_data, int8_io,
-      num_calibration_samples, verbose).
+      num_calibration_samples, verbose, keep_float, keep_float_dtype).
 
   Returns:
     `inspect_tflite`'s dict for the written file, plus `path` and `mode`.

@@ -17,7 +17,9 @@ Terms used in the result:
   *bias* is their bias operand;
 * an element is *nonzero* when its stored value differs from the tensor's
   zero point (0 for float tensors). TFLite quantizes weights symmetrically
-  (zero point 0), so for int8 kernels this is the raw int8 value 0.
+  (zero point 0), so for int8 kernels this is the raw int8 value 0;
+* 4-bit (`int4`) weights are stored two to a byte; they are unpacked, so
+  their `size`, `nonzero` and `unique` count elements, not bytes.
 """
 
 import collections
@@ -130,11 +132,35 @@ def _buffer_bytes(buffer, data):
   return b""
 
 
+def _int4_values(raw, tensor):
+  """Packed 4-bit elements (two a byte, low nibble first) as int8, or None.
+
+  TFLite stores INT4 tensors packed; a buffer of one byte an element (an
+  unpacked int4 file) is read as it is.
+  """
+  count = int(np.prod(_array(tensor.shape, np.int64)))
+  packed = np.frombuffer(raw, np.uint8)
+  if packed.size == count:
+    nibbles = packed & 0x0F
+  elif packed.size == (count + 1) // 2:
+    nibbles = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(-1)
+    nibbles = nibbles[:count]
+  else:
+    return None
+  nibbles = nibbles.astype(np.int8)
+  return np.where(nibbles > 7, nibbles - 16, nibbles).astype(np.int8)
+
+
 def _values(raw, tensor):
-  """The stored elements as a 1-D numpy array, or None if not numeric."""
+  """The stored elements as a 1-D numpy array, or None if not numeric.
+
+  4-bit tensors are unpacked into int8 values in [-8, 7].
+  """
   name = _TENSOR_DTYPES.get(tensor.type)
+  if name == "int4":
+    return _int4_values(raw, tensor)
   if name not in _NUMPY_DTYPES:
-    return None  # int4, bfloat16, strings...: no element count.
+    return None  # bfloat16, strings...: no element count.
   dtype = np.dtype(name).newbyteorder("<")
   if len(raw) % dtype.itemsize:
     return None

@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 
 from tf_compress import pruning
 from tf_compress._keras import KERAS_VERSIONS
+from tf_compress.analysis.sensitivity import parse_method
 from tf_compress.pruning.pruning_config import SCHEDULES as PRUNE_SCHEDULES
 from tf_compress.pruning.pruning_config import SCOPES as PRUNE_SCOPES
 from tf_compress.errors import UserInputError
@@ -198,10 +199,22 @@ class EvalConfig:
   bootstrap_resamples: int = option(
       2000, "Paired bootstrap resamples of each variant's difference from "
       "the baseline (its 95% interval); seeded by --seed.", lower=1)
+  sensitivity: Optional[str] = option(
+      None, "Per-layer sensitivity of the baseline on the validation split: "
+      "int8 (one layer at a time in int8 on LiteRT), prune:S (one kernel "
+      "pruned to sparsity S) or cluster:K (K centroids); unset: none.",
+      flag="sensitivity")
 
   def __post_init__(self):
     _check_int(self, "top_k", 1)
     _check_int(self, "bootstrap_resamples", 1)
+    if self.sensitivity is not None:
+      try:
+        parse_method(self.sensitivity)
+      except UserInputError:
+        config_fail(self, "sensitivity", self.sensitivity,
+                    "int8, prune:S with S in [0, 1), or cluster:K with K >= "
+                    "1")
     epsilons = parse_list(self, "robust_eval_epsilons", float)
     if any(not e >= 0 for e in epsilons):
       config_fail(self, "robust_eval_epsilons", epsilons, "epsilons >= 0")

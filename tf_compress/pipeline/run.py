@@ -24,6 +24,7 @@ from tf_compress.analysis import comparison_rows
 from tf_compress.analysis import environment_info
 from tf_compress.analysis import model_stats
 from tf_compress.analysis import per_class_change
+from tf_compress.analysis import sensitivity
 from tf_compress.analysis import summarize_seeds
 from tf_compress.analysis import write_reports
 from tf_compress.analysis.report_schema import HISTORY_NAME
@@ -263,6 +264,10 @@ def run(config: RunConfig, argv=None):
       test_fraction=data.test_fraction, normalization=data.normalization,
       image_size=data.image_size, seed=fit.seed)
   analysis = splits.analyze()
+  if config.eval.sensitivity and not splits.num_val:
+    raise UserInputError(
+        "--sensitivity is measured on the validation split, which is empty; "
+        "set --validation_fraction above 0.")
 
   strategy = distribute.make_strategy(fit.strategy, fit.num_cpu_devices)
   with strategy.scope():
@@ -288,6 +293,15 @@ def run(config: RunConfig, argv=None):
                              baseline_extra, predictions)]
   # In memory for the weight histograms: a QAT .keras file does not reload.
   models = {"baseline": model}
+  layer_sensitivity = None
+  if config.eval.sensitivity:
+    started = time.perf_counter()
+    layer_sensitivity = sensitivity(
+        model, splits, config.eval.sensitivity,
+        num_resamples=config.eval.bootstrap_resamples, seed=fit.seed,
+        representative_data=splits.x_train[:CALIBRATION_SAMPLES],
+        num_calibration_samples=CALIBRATION_SAMPLES)
+    timing["sensitivity_seconds"] = round(time.perf_counter() - started, 3)
   sweeps = {}
   for name, build, variant_config, sweep in _variant_jobs(config):
     if build is None:
@@ -351,6 +365,9 @@ def run(config: RunConfig, argv=None):
       },
       "timing": timing,
   }
+  if layer_sensitivity is not None:
+    # One layer at a time, on the validation split (analysis.sensitivity).
+    report["sensitivity"] = layer_sensitivity
   report_path = os.path.join(output_dir, REPORT_NAME)
   # report.json first: the results are safe even if a plot fails.
   atomic_write_json(report_path, report)

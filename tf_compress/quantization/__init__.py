@@ -21,6 +21,9 @@ for tf_keras models.
 
     pqat = quantization.pqat_model(pruning.strip_pruning(pruned))
     cqat = quantization.cqat_model(stripped)
+
+    # The fewest layers to keep in float so that int8 costs <= 0.5 pt:
+    choice = quantization.auto_keep_float(model, splits, max_drop=0.5)
 """
 
 from tf_compress.quantization import qat_callbacks
@@ -39,6 +42,7 @@ from tf_compress.quantization import keras3_collaborative
 from tf_compress.quantization import keras3_qat
 from tf_compress.quantization.keras3_clustering import ClusterState
 from tf_compress.quantization.keras3_qat import QATState
+from tf_compress.quantization.mixed_precision import auto_keep_float
 from tf_compress.quantization.qat import find_quantizers
 from tf_compress.quantization.qat import load_qat_model
 from tf_compress.quantization.qat import quantize_model
@@ -71,4 +75,6 @@ __all__ = [
     "keras3_clustering", "ClusterState",
     # Collaborative optimisation.
     "cqat_model", "pqat_model", "prune_then_cluster", "keras3_collaborative",
+    # Mixed precision: the fewest layers kept float for an int8 budget.
+    "auto_keep_float",
 ]
