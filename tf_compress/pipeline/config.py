@@ -23,6 +23,7 @@ from tf_compress.analysis.sensitivity import parse_method
 from tf_compress.pruning.pruning_config import SCHEDULES as PRUNE_SCHEDULES
 from tf_compress.pruning.pruning_config import SCOPES as PRUNE_SCOPES
 from tf_compress.errors import UserInputError
+from tf_compress.export import EDGE_QUANTIZER_MODES
 from tf_compress.pipeline.fields import config_fail
 from tf_compress.pipeline.fields import option
 from tf_compress.pipeline.fields import options
@@ -42,6 +43,9 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 STRATEGIES = ("default", "mirrored")
 SLICE_CRITERIA = ("l1", "l2", "bn_gamma")
 EXPORT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
+# The converter's modes, then the 4-bit ones that ai-edge-quantizer makes
+# from the float32 file: every mode `export.export_tflite` takes.
+_ALL_EXPORT_MODES = EXPORT_MODES + EDGE_QUANTIZER_MODES
 QAT_SCHEMES = ("8bit", "16x8")
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 ADV_ATTACKS = ("fgsm", "pgd")
@@ -225,16 +229,17 @@ class ExportConfig:
   """The TFLite files every variant is exported to and verified in."""
   modes: Tuple[str, ...] = option(
       ("float32", "int8"), "Comma-separated TFLite modes to export and "
-      f"verify every variant in: {', '.join(EXPORT_MODES)}; --export= for "
-      "none.", flag="export", element=str)
+      f"verify every variant in: {', '.join(_ALL_EXPORT_MODES)} (the int4 "
+      "modes quantize the float32 file's weights through "
+      "ai-edge-quantizer); --export= for none.", flag="export", element=str)
   int8_io: bool = option(False, "int8 input and output tensors for the "
                          "int8 exports.")
 
   def __post_init__(self):
     modes = parse_list(self, "modes", str)
     for mode in modes:
-      if mode not in EXPORT_MODES:
-        config_fail(self, "modes", mode, f"one of {EXPORT_MODES}")
+      if mode not in _ALL_EXPORT_MODES:
+        config_fail(self, "modes", mode, f"one of {_ALL_EXPORT_MODES}")
     if len(set(modes)) != len(modes):
       config_fail(self, "modes", modes, "a list without repeats")
 
