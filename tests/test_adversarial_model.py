@@ -1,10 +1,8 @@
 """AdversarialModel and EpsilonWarmup: the loss by hand, robustness gained
 on digits, pruning and distillation in the same fit, MirroredStrategy,
-saving, clear errors, and the example script."""
+saving and clear errors (the example script runs in test_examples.py)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -287,29 +285,3 @@ def test_compile_without_loss_raises():
   with pytest.raises(UserInputError, match="AdversarialModel .* was compiled "
                      "without a loss"):
     model.fit(x, y, epochs=1, verbose=0)
-
-
-# -- the example -------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_example_trains_robust_model(repo_root):
-  result = subprocess.run(
-      [sys.executable, str(repo_root / "examples" / "adversarial_training.py"),
-       "--epochs=1", "--warmup_epochs=1", "--steps=2", "--eval_steps=2",
-       "--tflite"],
-      capture_output=True, text=True, cwd=repo_root, timeout=600,
-      check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  reports = {}
-  for line in result.stdout.splitlines():
-    name, sep, rest = line.partition(": ")
-    if sep and name in ("baseline", "adversarial", "adversarial tflite"):
-      reports[name] = dict(kv.split("=") for kv in rest.split())
-  assert set(reports) == {"baseline", "adversarial", "adversarial tflite"}
-  for values in reports.values():
-    assert {"clean", "fgsm@0.1", "pgd@0.1", "fgsm@0.2", "pgd@0.2"} <= set(
-        values)
-    assert all(0.0 <= float(v) <= 1.0 for v in values.values())
-  assert float(reports["adversarial tflite"]["agreement"]) > 0.98
-  assert float(reports["adversarial"]["clean"]) > 0.5

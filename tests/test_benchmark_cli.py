@@ -1,9 +1,9 @@
-"""Tests of `python -m tf_compress.benchmark` and examples/benchmark_tflite.py.
+"""Tests of `python -m tf_compress.benchmark`.
 
-The subprocess runs (a full benchmark of two models with --use_gpu, a
-corrupt file, and the example script) start together in one module fixture,
-since TensorFlow's import costs seconds per process; everything else runs
-in-process through the same functions.
+The subprocess runs (a full benchmark of two models with --use_gpu, and a
+corrupt file) start together in one module fixture, since TensorFlow's
+import costs seconds per process; everything else runs in-process through
+the same functions. examples/benchmark_tflite.py runs in test_examples.py.
 """
 
 import io
@@ -51,10 +51,6 @@ def runs(models, repo_root, tmp_path_factory):
                       f"--output_json={tmp / 'out.json'}"],
       "corrupt": module + [models["corrupt"],
                            f"--output_json={tmp / 'bad.json'}"],
-      "example": [sys.executable,
-                  str(repo_root / "examples" / "benchmark_tflite.py"),
-                  "--epochs=0", "--num_threads=1", "--num_runs=20",
-                  f"--output_dir={tmp / 'example'}"],
   }
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   procs = {name: subprocess.Popen(args, cwd=repo_root, env=env,
@@ -110,19 +106,6 @@ def test_cli_corrupt_file_exits_2_with_one_error_line(runs, models):
       "export it again."]
   assert "Model:" not in out
   assert not (runs["tmp"] / "bad.json").exists()
-
-
-def test_example_benchmarks_float32_and_int8(runs):
-  rc, out, err = runs["example"]
-  assert rc == 0, err[-3000:]
-  assert out.count("Model: ") == 2
-  assert "cnn_float32.tflite" in out and "cnn_int8.tflite" in out
-  assert "1 thread(s): int8 p50" in out
-  ratio = float(out.split("int8 file ")[1].split("x")[0])
-  assert ratio > 3.0  # int8 weights: about 3.6x smaller
-  example_dir = runs["tmp"] / "example"
-  assert sorted(os.listdir(example_dir)) == ["cnn_float32.tflite",
-                                             "cnn_int8.tflite"]
 
 
 # ------------------------------------------------------------- in-process

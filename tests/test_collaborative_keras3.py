@@ -5,14 +5,12 @@ and, separately, clustered (8 clusters); each collaborative step is
 fine-tuned briefly and exported to int8, and the zeros and cluster counts
 are read back from the flatbuffer's kernels. PQAT and PCQAT are built and
 fine-tuned under a MirroredStrategy over 2 logical CPUs, CQAT without one.
+That these Keras 3 methods never import tfmot is checked in
+test_keras_binding.py, in the fresh Python it starts anyway.
 """
 
 import contextlib
-import json
-import os
 import re
-import subprocess
-import sys
 
 from ai_edge_litert.interpreter import Interpreter
 import keras
@@ -259,45 +257,3 @@ def test_needs_the_right_input(baseline, pruned, clustered):
   still_clustered = quantization.prune_then_cluster(pruned, CLUSTERS)
   with pytest.raises(ModelError, match="use cqat_model"):
     quantization.pqat_model(still_clustered)
-
-
-_KERAS3_RUN = """
-import json, sys
-import keras
-import numpy as np
-import tf_compress as tfc
-from tf_compress import pruning, quantization as q
-x = np.random.default_rng(0).uniform(size=(64, 6, 6, 1)).astype("float32")
-y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
-model = keras.Sequential([keras.Input((6, 6, 1)),
-                          keras.layers.Conv2D(4, 3, activation="relu"),
-                          keras.layers.Flatten(), keras.layers.Dense(2)])
-clustered = q.cluster_model(model, 4)
-clustered.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
-clustered.fit(x, y, batch_size=32, epochs=1, verbose=0)
-stripped = q.strip_clustering(clustered)
-unique = [r["unique"] for r in q.unique_values_per_layer(stripped)]
-q.cqat_model(stripped)(x[:2], training=True)
-pruned = pruning.strip_pruning(pruning.prune_model(
-    model, pruning.PruningConfig(target_sparsity=0.5)))
-for layer in pruned.layers:  # half the kernels zero
-  if hasattr(layer, "kernel"):
-    layer.kernel.assign(layer.kernel * (np.arange(layer.kernel.shape[-1]) % 2))
-q.pqat_model(pruned)(x[:2], training=True)
-both = q.strip_clustering(q.prune_then_cluster(pruned, 4))
-q.strip_quantization(q.cqat_model(both, preserve_sparsity=True))
-print(json.dumps({"unique": unique,
-                  "tfmot": "tensorflow_model_optimization" in sys.modules}))
-"""
-
-
-@pytest.mark.slow  # a fresh Python: importing TensorFlow again
-def test_keras3_run_never_imports_tfmot():
-  env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-  result = subprocess.run([sys.executable, "-c", _KERAS3_RUN], env=env,
-                          capture_output=True, text=True, timeout=300,
-                          check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  out = json.loads(result.stdout.strip().splitlines()[-1])
-  assert out["unique"] == [4, 4]
-  assert not out["tfmot"]

@@ -1,9 +1,8 @@
 """Distiller: the loss by hand, a pruned student trained in one fit, saving,
-teacher caching, MirroredStrategy, clear errors, and the example script."""
+teacher caching, MirroredStrategy and clear errors (the example script runs
+in test_examples.py)."""
 
 import json
-import subprocess
-import sys
 
 import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
 import numpy as np
@@ -396,24 +395,3 @@ def test_mixed_keras_models_raise_type_error():
   with pytest.raises(TypeError, match="`student` is a Keras 3 model .* but "
                      "`teacher` is not"):
     distillation.Distiller(tiny, model3)
-
-
-# -- the example -------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_example_distills_into_pruned_student(repo_root):
-  result = subprocess.run(
-      [sys.executable, str(repo_root / "examples" /
-                           "distill_pruned_student.py"),
-       "--epochs=1", "--teacher_epochs=1", "--sparsity=0.5"],
-      capture_output=True, text=True, cwd=repo_root, timeout=600,
-      check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  lines = dict(line.split(" top1=") for line in result.stdout.splitlines()
-               if " top1=" in line)
-  assert set(lines) == {"teacher", "scratch student", "distilled student"}
-  student_top1, sparsity = lines["distilled student"].split(" sparsity=")
-  assert float(sparsity) == pytest.approx(0.5, abs=1e-3)
-  assert float(student_top1) > 0.3
-  assert "history sparsity=0.5000" in result.stdout

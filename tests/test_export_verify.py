@@ -1,8 +1,5 @@
 """LiteRT verification of exported models against their Keras source."""
 
-import subprocess
-import sys
-
 import flatbuffers
 import numpy as np
 import pytest
@@ -244,25 +241,3 @@ def test_bad_inputs(trained, digits, files):
     export.verify_tflite(path, digits.x_test, keras_model=other)
   with pytest.raises(TypeError, match="tf_keras Model"):
     export.verify_tflite(path, digits.x_test, keras_model=object())
-
-
-@pytest.mark.slow
-def test_example_runs(repo_root, tmp_path):
-  result = subprocess.run(
-      [sys.executable, str(repo_root / "examples" / "export_tflite.py"),
-       "--epochs=2", f"--output_dir={tmp_path}"],
-      capture_output=True, text=True, cwd=repo_root, timeout=600,
-      check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  lines = result.stdout.splitlines()
-  header = next(i for i, line in enumerate(lines) if line.startswith("mode"))
-  rows = {line.split()[0]: line.split()
-          for line in lines[header + 1:header + 3]}
-  assert sorted(rows) == ["float32", "int8"]
-  assert rows["float32"][3] == "float32" and rows["int8"][3] == "int8"
-  assert float(rows["float32"][6]) == 1.0  # agreement
-  assert float(rows["int8"][6]) >= 0.95
-  ratio = float(result.stdout.split("int8 vs float32: ")[1].split("x")[0])
-  assert ratio >= 3.5
-  assert sorted(p.name for p in tmp_path.iterdir()) == [
-      "cnn_float32.tflite", "cnn_int8.tflite"]

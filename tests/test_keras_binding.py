@@ -4,6 +4,11 @@ tf_compress imports `tf_keras` directly for its tfmot engine and never sets
 `TF_USE_LEGACY_KERAS`, so `tf.keras` keeps the meaning the user's
 environment gives it; tfmot (which sets that variable when imported) is
 imported through `tf_compress._tfmot`, which puts the variable back.
+
+Fresh Pythons check it (three, as each costs a TensorFlow import): a user's
+legacy setting; tf_compress imported before Keras; and Keras imported
+first, where every Keras 3 method runs (tfmot never imported), then both
+engines prune in the same process.
 """
 
 import json
@@ -89,11 +94,7 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.parametrize("first", ["keras", "tf_compress"])
-def test_both_engines_in_one_process_either_import_order(first):
-  imports = ("import keras\nimport tf_compress as tfc\n" if first == "keras"
-             else "import tf_compress as tfc\nimport keras\n")
-  out = _run(imports + _BOTH_ENGINES)
+def _check_both_engines(out):
   # Neither importing tf_compress nor running the tfmot engine (which
   # imports tfmot) set TF_USE_LEGACY_KERAS or changed tf.keras.
   assert out["env"] is None
@@ -107,6 +108,7 @@ _KERAS3_ONLY = """
 import keras
 import numpy as np
 import tf_compress as tfc
+from tf_compress import pruning, quantization as q
 x = np.random.default_rng(0).uniform(size=(64, 6, 6, 1)).astype("float32")
 y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int32")
 model = keras.Sequential([keras.Input((6, 6, 1)),
@@ -140,21 +142,74 @@ distiller.fit(x, y, batch_size=16, epochs=1, verbose=0)
 robust = tfc.adversarial.AdversarialModel(student, epsilon=0.1)
 robust.compile("adam", loss)
 robust.fit(x, y, batch_size=16, epochs=1, verbose=0)
+# The collaborative methods: CQAT, PQAT, prune -> cluster -> PCQAT.
+small = keras.Sequential([keras.Input((6, 6, 1)),
+                          keras.layers.Conv2D(4, 3, activation="relu"),
+                          keras.layers.Flatten(), keras.layers.Dense(2)])
+clustered = q.cluster_model(small, 4)
+clustered.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
+clustered.fit(x, y, batch_size=32, epochs=1, verbose=0)
+stripped = q.strip_clustering(clustered)
+collaborative_unique = [r["unique"]
+                        for r in q.unique_values_per_layer(stripped)]
+q.cqat_model(stripped)(x[:2], training=True)
+half = pruning.strip_pruning(pruning.prune_model(
+    small, pruning.PruningConfig(target_sparsity=0.5)))
+for layer in half.layers:  # half the kernels zero
+  if hasattr(layer, "kernel"):
+    layer.kernel.assign(layer.kernel * (np.arange(layer.kernel.shape[-1]) % 2))
+q.pqat_model(half)(x[:2], training=True)
+both = q.strip_clustering(q.prune_then_cluster(half, 4))
+q.strip_quantization(q.cqat_model(both, preserve_sparsity=True))
 """ + _PROBE + """
 out["kernels"] = tfc.export.inspect_tflite(data)["kernel_dtypes"]
 out["max_unique"] = max(row["unique"] for row in unique)
 out["sliced_filters"] = sliced.layers[0].filters
+out["collaborative_unique"] = collaborative_unique
 print(json.dumps(out))
 """
 
 
-def test_keras3_engine_never_imports_tfmot():
-  out = _run(_KERAS3_ONLY)
+@pytest.fixture(scope="module")
+def keras3_then_both_engines():
+  """One fresh Python (Keras imported first): Keras 3 only, then tfmot.
+
+  Every Keras 3 method runs first and the binding is probed; then both
+  engines prune in the same process and it is probed again. Returns the
+  two probes.
+  """
+  out = _run(_KERAS3_ONLY.replace("print(json.dumps(out))",
+                                  "keras3_out = out") + _BOTH_ENGINES +
+             "print(json.dumps({'keras3': keras3_out, 'both': out}))\n")
+  return out["keras3"], out["both"]
+
+
+@pytest.mark.parametrize("first", ["keras", "tf_compress"])
+def test_both_engines_in_one_process_either_import_order(
+    first, request):
+  if first == "keras":  # the process that ran the Keras 3 engine first
+    out = request.getfixturevalue("keras3_then_both_engines")[1]
+  else:
+    out = _run("import tf_compress as tfc\nimport keras\n" + _BOTH_ENGINES)
+  _check_both_engines(out)
+
+
+def test_keras3_engine_never_imports_tfmot(keras3_then_both_engines):
+  out, _ = keras3_then_both_engines
   assert out["kernels"] == {"int8": 2}
   assert out["max_unique"] <= 4
   assert out["sliced_filters"] == 2
   assert not out["tfmot_imported"]
   assert out["env"] is None
+
+
+def test_keras3_collaborative_methods_never_import_tfmot(
+    keras3_then_both_engines):
+  # PQAT, CQAT and prune -> cluster (moved from test_collaborative_keras3,
+  # to share this process's TensorFlow import).
+  out, _ = keras3_then_both_engines
+  assert out["collaborative_unique"] == [4, 4]
+  assert not out["tfmot_imported"]
 
 
 @pytest.mark.parametrize("func", [tf_compress.check_model],

@@ -4,19 +4,27 @@
 gave before Keras 3 became its default (recorded from commit 608ef9d in
 data/keras2_reference.json). A saved `.keras` file passed as `--model` is
 compressed by the engine of the Keras that saved it.
+
+The bad `--model` cases run the command in this process (as
+test_train.py's bad-input cases do); test_train.py checks the exit code
+of a real process once.
 """
 
 import json
 import pathlib
-import subprocess
-import sys
 
+from absl import app
+from absl.testing import flagsaver
 import keras
 import numpy as np
 import pytest
 
 import tf_compress
 from tf_compress import pipeline
+from tf_compress.cli import train
+from tf_compress.cli.common import parse_flags_or_exit
+
+train.define_flags()  # the command's flags, on absl's FLAGS
 
 REFERENCE = pathlib.Path(__file__).parent / "data" / "keras2_reference.json"
 
@@ -85,13 +93,16 @@ def test_saved_keras3_model_is_compressed_by_the_native_engine(tmp_path):
   assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.01)
 
 
-def _train_cli(args, cwd):
-  return subprocess.run(
-      [sys.executable, "-m", "tf_compress.train", *args],
-      capture_output=True, text=True, check=False, cwd=cwd, timeout=300)
+def _train_cli(argv, capsys):
+  """Runs the train command in-process: (exit code, stderr lines)."""
+  with flagsaver.flagsaver():
+    with pytest.raises(SystemExit) as info:
+      app.run(train.main, argv=["train"] + argv,
+              flags_parser=parse_flags_or_exit)
+  return info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
-def test_model_file_and_keras_flag_disagree_exit_2(tmp_path):
+def test_model_file_and_keras_flag_disagree_exit_2(tmp_path, capsys):
   _, path = _saved(tmp_path, 2)
   garbage = tmp_path / "garbage.keras"
   garbage.write_bytes(b"PK\x03\x04 not really a zip")
@@ -99,11 +110,10 @@ def test_model_file_and_keras_flag_disagree_exit_2(tmp_path):
       ([f"--model={path}", "--keras=3"], "was saved by tf_keras"),
       ([f"--model={garbage}"], "could not load the model"),
   ]:
-    result = _train_cli(
+    code, lines = _train_cli(
         args + [f"--output_dir={tmp_path / 'out'}", "--epochs=1",
-                "--verbose=0"], tmp_path)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines()
-              if line.startswith("error:")]
-    assert len(errors) == 1 and needle in errors[0], result.stderr[-2000:]
+                "--verbose=0"], capsys)
+    assert code == 2, lines[-20:]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], lines[-20:]
   assert not (tmp_path / "out" / "report.json").exists()

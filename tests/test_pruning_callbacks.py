@@ -3,8 +3,6 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -174,16 +172,3 @@ def test_fit_nested_student_history_and_tensorboard(digits, tmp_path):
   assert scalars["sparsity"][-1][1] == pytest.approx(sparsity[-1], abs=1e-6)
   assert scalars["sparsity/mlp/logits"][-1][1] == pytest.approx(
       history.history["sparsity/mlp/logits"][-1], abs=1e-6)
-
-
-def test_example_prune_with_callback(repo_root):
-  result = subprocess.run(
-      [sys.executable, str(repo_root / "examples" / "prune_with_callback.py"),
-       "--epochs=2", "--scope=global"],
-      capture_output=True, text=True, cwd=repo_root, timeout=600,
-      check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  final = result.stdout.split("final sparsity=")[1].split()
-  assert float(final[0]) == pytest.approx(0.8, abs=0.01)
-  assert float(result.stdout.split("test accuracy=")[1].split()[0]) > 0.7
-  assert "total" in result.stdout

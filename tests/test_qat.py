@@ -4,9 +4,6 @@ One float baseline is trained per module; QAT fine-tunes a copy of it and
 its int8 TFLite file is compared with post-training int8 and with float.
 """
 
-import subprocess
-import sys
-
 import keras as keras3  # the real Keras 3, to hand us the wrong kind of model
 import numpy as np
 import pytest
@@ -341,15 +338,3 @@ def test_nested_and_subclassed_models_are_refused():
   sub(tf.zeros((1, 3)))
   with pytest.raises(ModelError, match="subclassed"):
     quantization.quantize_model(sub)
-
-
-@pytest.mark.slow
-def test_example_runs(repo_root):
-  result = subprocess.run(
-      [sys.executable, str(repo_root / "examples" / "qat_to_int8_tflite.py"),
-       "--epochs=2", "--qat_epochs=1"],
-      capture_output=True, text=True, cwd=repo_root, timeout=600, check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "kernels=int8" in result.stdout
-  qat_top1 = float(result.stdout.split("qat_int8 top1=")[1].split()[0])
-  assert qat_top1 > 0.8

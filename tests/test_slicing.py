@@ -1,7 +1,5 @@
 """slice_model: a smaller model that predicts what the masked original does."""
 
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -414,18 +412,3 @@ def test_wrapped_and_subclassed_models_are_refused():
   sub(np.zeros((1, 3), np.float32))
   with pytest.raises(UserInputError, match="not a built Functional"):
     slice_model(sub, 0.5)
-
-
-@pytest.mark.slow
-def test_example_runs(repo_root):
-  result = subprocess.run(
-      [sys.executable, str(repo_root / "examples" / "slice_filters.py"),
-       "--epochs=1", "--finetune_epochs=1"],
-      capture_output=True, text=True, cwd=repo_root, timeout=600,
-      check=False)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "params before=93962 after=23946" in result.stdout
-  assert "macs before=756992 after=194176 (3.90x)" in result.stdout
-  assert "conv2          64->32       663552      165888" in result.stdout
-  assert "left whole: logits" in result.stdout
-  assert float(result.stdout.split("finetuned=")[1].split()[0]) > 0.3
