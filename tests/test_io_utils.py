@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -103,3 +105,28 @@ def test_check_writable_file(tmp_path):
   blocker.write_text("x")
   with pytest.raises(UserInputError, match="not a directory"):
     io_utils.check_writable_file(blocker / "a.json")
+
+
+def test_stale_partial_files_of_dead_writers_are_removed(tmp_path,
+                                                        monkeypatch):
+  # A writer that has exited (killed mid-write) left half a file behind.
+  dead_pid = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead_pid.wait()
+  (tmp_path / "sub").mkdir()
+  with monkeypatch.context() as patch:
+    patch.setattr(os, "getpid", lambda: dead_pid.pid)
+    fd, stale = io_utils.make_partial_file(tmp_path / "sub" / "report.json")
+  os.write(fd, b"half")
+  os.close(fd)
+  assert os.path.basename(stale).startswith(
+      f".partial-{dead_pid.pid}-report.json.")
+  mine_fd, mine = io_utils.make_partial_file(tmp_path / "model.keras",
+                                             suffix=".keras")
+  os.close(mine_fd)
+  assert os.path.basename(mine).startswith(
+      f".partial-{os.getpid()}-model.keras.") and mine.endswith(".keras")
+  whole = tmp_path / "sub" / "whole.json"
+  whole.write_text("{}")
+  assert io_utils.remove_stale_partial_files(tmp_path) == [stale]
+  assert not os.path.exists(stale)
+  assert os.path.exists(mine) and whole.exists()  # a live writer's is kept

@@ -51,7 +51,7 @@ def test_write_reports_returns_what_it_wrote(written):
   assert len(artifacts["plots"]) == 8
   for filename in artifacts["plots"].values():
     assert (run_dir / filename).is_file()
-  assert not list(run_dir.glob(".*.tmp"))  # atomic writes left nothing
+  assert not list(run_dir.glob(".partial-*"))  # atomic writes left nothing
 
 
 def test_html_has_every_variant_and_export_row(written):

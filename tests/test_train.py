@@ -87,7 +87,7 @@ def test_artifacts_written(first_run):
   scores = model.predict(splits.x_test, verbose=0)
   assert tf_compress.classification_metrics(
       scores, splits.y_test)["top1"] == report["variants"][0]["top1"]
-  assert not list(out.glob(".tmp*"))
+  assert not list(out.glob(".partial-*"))
 
 
 def test_same_seed_deterministic_gives_identical_report(first_run, tmp_path):

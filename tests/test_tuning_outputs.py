@@ -168,5 +168,5 @@ def test_write_outputs(tmp_path, trials):
   assert rows[6]["error"] == "ModelError: boom"
   full = json.loads((tmp_path / "trials.json").read_text())
   assert full[1]["fold_scores"][0]["export"] == "int8"
-  assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left nothing
+  assert not list(tmp_path.glob(".partial-*"))  # atomic writes left nothing
   assert dataclasses.replace(best_config) == best_config

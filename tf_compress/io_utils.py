@@ -5,6 +5,8 @@ goes to a temporary file in the destination's directory, is flushed to disk
 with `fsync`, and then renamed over the destination with `os.replace` (atomic
 on POSIX and Windows when both paths are on the same file system). On any
 failure the temporary file is removed and the previous content stays intact.
+A process killed mid-write leaves only a hidden `.partial-<pid>-...` file,
+which `remove_stale_partial_files` clears on the next run.
 """
 
 import json
@@ -22,7 +24,16 @@ __all__ = [
     "atomic_write_json",
     "to_json_safe",
     "check_writable_file",
+    "PARTIAL_PREFIX",
+    "make_partial_file",
+    "remove_stale_partial_files",
 ]
+
+# Every temporary file written next to its destination starts with this,
+# then the writer's process id: `.partial-<pid>-<name>.<random><suffix>`.
+# A process killed mid-write leaves one behind; `remove_stale_partial_files`
+# removes those whose writer no longer runs.
+PARTIAL_PREFIX = ".partial-"
 
 
 def _default_file_mode():
@@ -30,6 +41,69 @@ def _default_file_mode():
   umask = os.umask(0)
   os.umask(umask)
   return 0o666 & ~umask
+
+
+def make_partial_file(path, suffix=".tmp"):
+  """Creates an empty temporary file for `path` in `path`'s directory.
+
+  Its name starts with `PARTIAL_PREFIX` and this process's id, so that a
+  later run can tell a file left by a killed writer from one being written.
+
+  Args:
+    path: the destination the temporary file will replace.
+    suffix: the temporary file's suffix (Keras wants `.keras` for a model).
+
+  Returns:
+    `(fd, tmp_path)`: an open descriptor and the temporary file's path,
+    whose mode is what a new file gets under the umask.
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  prefix = f"{PARTIAL_PREFIX}{os.getpid()}-{os.path.basename(path)}."
+  fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=prefix, suffix=suffix)
+  os.chmod(tmp_path, _default_file_mode())  # mkstemp makes it private
+  return fd, tmp_path
+
+
+def _writer_alive(pid):
+  """Whether process `pid` still runs (or cannot be signalled by us)."""
+  if pid == os.getpid():
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except OSError:  # e.g. another user's process
+    return True
+  return True
+
+
+def remove_stale_partial_files(directory):
+  """Removes the partial files that killed writers left under `directory`.
+
+  Files (at any depth) named `PARTIAL_PREFIX<pid>-...` whose process no
+  longer runs are removed; those of running processes are kept.
+
+  Args:
+    directory: the folder to clean, e.g. a run's output directory.
+
+  Returns:
+    The removed paths, sorted.
+  """
+  removed = []
+  for root, _, names in os.walk(os.fspath(directory)):
+    for name in names:
+      if not name.startswith(PARTIAL_PREFIX):
+        continue
+      pid = name[len(PARTIAL_PREFIX):].split("-", 1)[0]
+      if pid.isdigit() and not _writer_alive(int(pid)):
+        path = os.path.join(root, name)
+        try:
+          os.remove(path)
+        except FileNotFoundError:
+          continue
+        removed.append(path)
+  return sorted(removed)
 
 
 def atomic_write_bytes(path, data):
@@ -55,8 +129,7 @@ def atomic_write_bytes(path, data):
     mode = os.stat(path).st_mode & 0o7777
   else:
     mode = _default_file_mode()
-  fd, tmp_path = tempfile.mkstemp(
-      dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+  fd, tmp_path = make_partial_file(path)
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)

@@ -23,13 +23,13 @@ to load.
 import json
 import os
 import re
-import tempfile
 import zipfile
 
 import keras as keras3
 # tf_keras exports no safe-mode scope; its legacy loaders only honour this.
 from tf_keras.src.saving.serialization_lib import SafeModeScope
 
+from tf_compress import io_utils
 from tf_compress._keras import is_keras3_object
 from tf_compress._keras import keras
 from tf_compress.errors import ModelError
@@ -297,9 +297,8 @@ def save_model(model, path, include_optimizer=True):
   """
   check_any_model(model)
   path = os.fspath(path)
-  directory = os.path.dirname(os.path.abspath(path))
   suffix = ".keras" if path.endswith(".keras") else ".h5"
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+  fd, tmp = io_utils.make_partial_file(path, suffix=suffix)
   os.close(fd)
   try:
     _without_optimizer(model, include_optimizer).save(tmp, overwrite=True)

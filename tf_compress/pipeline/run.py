@@ -9,7 +9,6 @@ notebooks call `run()` directly.
 
 import copy
 import os
-import tempfile
 import time
 
 from tf_compress import benchmark as benchmark_lib
@@ -34,6 +33,8 @@ from tf_compress.analysis.report_schema import REPORT_SCHEMA_VERSION
 from tf_compress.errors import UserInputError
 from tf_compress.io_utils import atomic_write_bytes
 from tf_compress.io_utils import atomic_write_json
+from tf_compress.io_utils import make_partial_file
+from tf_compress.io_utils import remove_stale_partial_files
 from tf_compress.pipeline import measures
 from tf_compress.pipeline import methods as methods_lib
 from tf_compress.pipeline import paired
@@ -55,6 +56,10 @@ CALIBRATION_SAMPLES = 2000
 def prepare_output_dir(path):
   """Creates `path` if needed and checks that files can be written there.
 
+  Partial files that a killed run left there are removed (see
+  `io_utils.remove_stale_partial_files`); whole files are kept, and the run
+  rewrites them.
+
   Raises:
     UserInputError: naming `--output_dir` when it cannot be written.
   """
@@ -64,8 +69,10 @@ def prepare_output_dir(path):
                          "directory")
   try:
     os.makedirs(path, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
-      pass
+    fd, check = make_partial_file(os.path.join(path, "write-check"))
+    os.close(fd)
+    os.remove(check)
+    remove_stale_partial_files(path)
   except OSError as exc:
     raise UserInputError(f"--output_dir '{path}' cannot be written: "
                          f"{exc.strerror or exc}") from None
