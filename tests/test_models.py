@@ -12,6 +12,23 @@ def test_registry_lists_builtins():
   assert {"cnn", "cnn_bn", "mlp"} <= set(models.available_models())
 
 
+@pytest.mark.parametrize("keras_version", [3, 2])
+def test_mobilenet_v2_builds_on_both_engines(keras_version):
+  assert "mobilenet_v2" in models.available_models()
+  with pytest.raises(tf_compress.ModelError, match="at least 32x32, got 8x8"):
+    models.build_model("mobilenet_v2", (8, 8, 1), 10,
+                       keras_version=keras_version)
+  model = models.build_model("mobilenet_v2", (32, 32, 3), 10, width=0.35,
+                             keras_version=keras_version)
+  kinds = {type(layer).__name__ for layer in model.layers}
+  assert {"DepthwiseConv2D", "Add", "GlobalAveragePooling2D"} <= kinds
+  assert model.layers[-1].activation.__name__ == "linear"  # logits
+  out = model(np.ones((2, 32, 32, 3), np.float32))
+  assert tuple(out.shape) == (2, 10)
+  # --width is the alpha: alpha 0.35 has 423,018 parameters with 10 classes.
+  assert model.count_params() == 423_018
+
+
 def test_cnn_on_digits_has_94k_params_and_logits():
   model = models.build_model("cnn", (8, 8, 1), 10, keras_version=2)
   assert model.output_shape == (None, 10)

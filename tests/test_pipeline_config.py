@@ -59,3 +59,18 @@ def test_invalid_field(field, value, pattern):
 def test_zero_values_are_real_values():
   config = tf_compress.TrainConfig(validation_fraction=0.0, seed=0)
   assert config.data.validation_fraction == 0.0 and config.fit.seed == 0
+
+
+def test_qat_with_a_mode_it_cannot_export_fails_before_training():
+  for modes in (("int8", "int4_weight_only"), ("int16x8",),
+                ("int4_blockwise", "int4_weight_only")):
+    with pytest.raises(tf_compress.UserInputError,
+                       match=r"--qat trains int8 fake quantization.*"
+                       f"as {', '.join(m for m in modes if m != 'int8')} "
+                       r"\(--export\)"):
+      tf_compress.TrainConfig(qat=True, export=modes)
+  # Without --qat, or with the 16x8 scheme for int16x8, they are fine.
+  assert tf_compress.TrainConfig(export=("int4_weight_only",)).export.modes
+  config = tf_compress.TrainConfig(qat=True, qat_scheme="16x8",
+                                   export=("int16x8",))
+  assert config.qat.enabled and config.export.modes == ("int16x8",)

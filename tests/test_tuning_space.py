@@ -58,6 +58,22 @@ def test_empty_space_is_rejected_naming_the_flags():
       space.check(base)
 
 
+def test_int4_modes_are_searched_but_not_with_qat():
+  base = tf_compress.TrainConfig()
+  space = SearchSpace(export=("int8", "int4_weight_only", "int4_blockwise"))
+  space.check(base)
+  assert space.dimensions() == ["export"]
+  drawn = {_draw(space, seed=seed)[0]["export"] for seed in range(12)}
+  assert drawn == set(space.export)
+  for with_qat, qat_base in ((SearchSpace(export=space.export, qat=True),
+                              base),
+                             (space, tf_compress.TrainConfig(qat=True))):
+    with pytest.raises(UserInputError, match="--export_modes "
+                       "int4_weight_only,int4_blockwise cannot export a "
+                       "quantization-aware"):
+      with_qat.check(qat_base)
+
+
 def test_prune_end_epoch_bounds_and_needs_pruning():
   base = tf_compress.TrainConfig(finetune_epochs=3)
   with pytest.raises(UserInputError, match="--prune_end_epoch_range needs"):

@@ -7,7 +7,7 @@ All of them end in a Dense layer producing logits (no softmax), so losses use
 from tf_compress.errors import ModelError
 from tf_compress.models.registry import ModelSpec, register_model
 
-__all__ = ["small_cnn", "small_cnn_bn", "small_mlp"]
+__all__ = ["small_cnn", "small_cnn_bn", "small_mlp", "mobilenet_v2"]
 
 
 def _init(spec, index):
@@ -86,3 +86,25 @@ def small_mlp(spec: ModelSpec):
                                kernel_initializer=_init(spec, 3),
                                name="logits")(x)
   return keras.Model(inputs, outputs, name="mlp")
+
+
+@register_model("mobilenet_v2")
+def mobilenet_v2(spec: ModelSpec):
+  """Keras' MobileNetV2 (untrained), `--width` as its alpha, logits out.
+
+  Inverted residuals with depthwise convolutions: the architecture the
+  deployment figures are usually quoted for. Needs images of at least
+  32x32 (`--dataset=digits32`, or `--image_size=32,32` for a folder).
+  """
+  _check_image(spec, "mobilenet_v2")
+  height, width, _ = spec.input_shape
+  if min(height, width) < 32:
+    raise ModelError(
+        f"model 'mobilenet_v2' needs images of at least 32x32, got "
+        f"{height}x{width}; use --dataset=digits32, or --image_size=32,32 "
+        "for an image folder")
+  # tf_keras' MobileNetV2 takes no `name`; it names the model itself.
+  named = {"name": "mobilenet_v2"} if spec.keras_version == 3 else {}
+  return spec.keras.applications.MobileNetV2(
+      input_shape=tuple(spec.input_shape), alpha=spec.width, weights=None,
+      classes=spec.num_classes, classifier_activation=None, **named)

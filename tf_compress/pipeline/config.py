@@ -35,7 +35,8 @@ __all__ = ["RunConfig", "DataConfig", "FitConfig", "EvalConfig",
            "QATConfig", "ClusterConfig", "DistillConfig", "AdversarialConfig",
            "TrainConfig", "NORMALIZATIONS", "CLASS_WEIGHTS", "OPTIMIZERS",
            "STRATEGIES", "PRUNE_SCHEDULES", "PRUNE_SCOPES", "SLICE_CRITERIA",
-           "EXPORT_MODES", "QAT_SCHEMES", "CLUSTER_INITS", "ADV_ATTACKS"]
+           "EXPORT_MODES", "ALL_EXPORT_MODES", "QAT_UNEXPORTABLE_MODES",
+           "QAT_SCHEMES", "CLUSTER_INITS", "ADV_ATTACKS"]
 
 NORMALIZATIONS = ("scale", "standardize", "none")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -45,7 +46,9 @@ SLICE_CRITERIA = ("l1", "l2", "bn_gamma")
 EXPORT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
 # The converter's modes, then the 4-bit ones that ai-edge-quantizer makes
 # from the float32 file: every mode `export.export_tflite` takes.
-_ALL_EXPORT_MODES = EXPORT_MODES + EDGE_QUANTIZER_MODES
+ALL_EXPORT_MODES = EXPORT_MODES + EDGE_QUANTIZER_MODES
+# Modes an int8 quantization-aware-trained model has no export in.
+QAT_UNEXPORTABLE_MODES = ("int16x8",) + EDGE_QUANTIZER_MODES
 QAT_SCHEMES = ("8bit", "16x8")
 CLUSTER_INITS = ("kmeans++", "linear", "density", "random")
 ADV_ATTACKS = ("fgsm", "pgd")
@@ -130,8 +133,8 @@ class DataConfig:
 class FitConfig:
   """The model and how it (and each compressed variant) is trained."""
   model: str = option(
-      "cnn", "A registered model name (cnn, cnn_bn, mlp) or a saved Keras "
-      "model path.")
+      "cnn", "A registered model name (cnn, cnn_bn, mlp, mobilenet_v2) or a "
+      "saved Keras model path.")
   width: float = option(1.0, "Width multiplier of a registered model.",
                        lower=0.01, upper=64.0)
   keras: Optional[int] = option(
@@ -229,7 +232,7 @@ class ExportConfig:
   """The TFLite files every variant is exported to and verified in."""
   modes: Tuple[str, ...] = option(
       ("float32", "int8"), "Comma-separated TFLite modes to export and "
-      f"verify every variant in: {', '.join(_ALL_EXPORT_MODES)} (the int4 "
+      f"verify every variant in: {', '.join(ALL_EXPORT_MODES)} (the int4 "
       "modes quantize the float32 file's weights through "
       "ai-edge-quantizer); --export= for none.", flag="export", element=str)
   int8_io: bool = option(False, "int8 input and output tensors for the "
@@ -238,8 +241,8 @@ class ExportConfig:
   def __post_init__(self):
     modes = parse_list(self, "modes", str)
     for mode in modes:
-      if mode not in _ALL_EXPORT_MODES:
-        config_fail(self, "modes", mode, f"one of {_ALL_EXPORT_MODES}")
+      if mode not in ALL_EXPORT_MODES:
+        config_fail(self, "modes", mode, f"one of {ALL_EXPORT_MODES}")
     if len(set(modes)) != len(modes):
       config_fail(self, "modes", modes, "a list without repeats")
 
@@ -531,6 +534,14 @@ class RunConfig:
       check = getattr(value, "check_fit", None)
       if check is not None:
         check(self.fit)
+    if self.qat.enabled and self.qat.scheme == "8bit":
+      bad = [m for m in self.export.modes if m in QAT_UNEXPORTABLE_MODES]
+      if bad:
+        raise UserInputError(
+            f"--qat trains int8 fake quantization, so the `qat` variant "
+            f"cannot be exported as {', '.join(bad)} (--export): drop "
+            f"{'it' if len(bad) == 1 else 'them'} from --export, or run "
+            "without --qat (or with --qat_scheme=16x8 for int16x8)")
 
   @classmethod
   def from_flat(cls, **flat):

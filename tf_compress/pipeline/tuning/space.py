@@ -161,10 +161,10 @@ class SearchSpace:
                           if m.strip()))
     fix("export", tuple(self.export))
     for mode in self.export:
-      if mode not in config_lib.EXPORT_MODES:
+      if mode not in config_lib.ALL_EXPORT_MODES:
         raise UserInputError(f"--export_modes takes modes from "
-                             f"{', '.join(config_lib.EXPORT_MODES)}, got "
-                             f"{mode!r}")
+                             f"{', '.join(config_lib.ALL_EXPORT_MODES)}, "
+                             f"got {mode!r}")
     if len(set(self.export)) != len(self.export):
       raise UserInputError(f"--export_modes has repeats: {self.export}")
     if not isinstance(self.qat, bool):
@@ -197,6 +197,13 @@ class SearchSpace:
           + ", ".join(flag for name, flag in SPACE_FLAGS.items()
                       if name != "export")
           + " or two or more --export_modes")
+    unexportable = [m for m in self.export
+                    if m in config_lib.QAT_UNEXPORTABLE_MODES]
+    if unexportable and (self.qat or base.qat.enabled):
+      raise UserInputError(
+          f"--export_modes {','.join(unexportable)} cannot export a "
+          "quantization-aware-trained (int8) model: drop them, or search "
+          "without --search_qat/--qat")
     if self.prune_end_epoch is not None:
       if self.prune_sparsity is None and base.prune.sparsity is None:
         raise UserInputError(
