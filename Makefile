@@ -39,7 +39,16 @@ bazel-tools:
 chromium-tools:
 	-@command -v chromium >/dev/null 2>&1 || tools/install_chromium.sh
 
-test: install-test bazel-tools chromium-tools
+# A throwaway PostgreSQL cluster holds the study that two tuning workers
+# share in tests/test_tune_postgres.py; Debian keeps initdb off PATH, in
+# /usr/lib/postgresql/<version>/bin. Failing to install the server only skips
+# those tests.
+.PHONY: postgresql-tools
+postgresql-tools:
+	-@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  command -v initdb >/dev/null 2>&1 || tools/install_postgresql.sh
+
+test: install-test bazel-tools chromium-tools postgresql-tools
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 bazel-check: bazel-tools

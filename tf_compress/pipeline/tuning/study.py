@@ -7,7 +7,9 @@ journal file, because Optuna's heartbeat (how a trial whose process was
 killed is noticed and retried) exists only for `RDBStorage`; a journal file
 would leave such a trial RUNNING for ever. SQLite's file locks make it safe
 for several processes on one machine (not on a network file system); writers
-wait up to 60 s for the lock instead of failing.
+wait up to 60 s for the lock instead of failing. A PostgreSQL server that
+does not answer within 10 s (`connect_timeout`, unless the URL sets it) is
+an error, as is a database holding tables that are not Optuna's.
 
 Killed workers: every running trial sends a heartbeat every
 `heartbeat_interval` seconds; a trial silent for `grace_period` seconds is
@@ -24,6 +26,7 @@ at once with `user_attrs["surplus"]` and left out of the outputs).
 import dataclasses
 import logging
 import os
+import re
 import time
 import warnings
 
@@ -40,6 +43,8 @@ __all__ = ["default_storage_url", "open_storage", "make_sampler",
 
 MAX_RETRY = 2
 _SQLITE_TIMEOUT_S = 60
+_CONNECT_TIMEOUT_S = 10
+_OPEN_ATTEMPTS = 4
 
 
 def default_storage_url(output_dir):
@@ -47,14 +52,58 @@ def default_storage_url(output_dir):
   return "sqlite:///" + os.path.join(os.path.abspath(output_dir), "study.db")
 
 
+def _shown(url):
+  """`url` with its password, if any, masked (it goes into error lines)."""
+  return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+def _reason(exc):
+  """`Type: message` of what went wrong, on one line, without the SQL.
+
+  Optuna wraps SQLAlchemy's errors in a generic StorageInternalError; the
+  wrapped one says what the database objected to.
+  """
+  if (isinstance(exc, optuna.exceptions.StorageInternalError) and
+      exc.__cause__ is not None):
+    exc = exc.__cause__
+  text = one_line(exc)
+  for cut in (" [SQL:", " (Background on this error"):
+    text = text.split(cut, 1)[0]
+  return f"{type(exc).__name__}: {text.rstrip('. ')[:300]}"
+
+
+def _storage_error(url, exc):
+  return UserInputError(
+      f"--storage '{_shown(url)}' cannot be opened: {_reason(exc)}. Give a "
+      "reachable Optuna RDB URL whose database is empty or holds Optuna's "
+      "tables, such as sqlite:////path/study.db")
+
+
+def _engine_kwargs(url):
+  """SQLAlchemy's `engine_kwargs` for `url`.
+
+  SQLite waits for the lock; PostgreSQL gives up connecting after
+  `_CONNECT_TIMEOUT_S` (unless the URL sets `connect_timeout`) rather than
+  hang on a host that never answers.
+  """
+  if url.startswith("sqlite:"):
+    return {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
+  scheme = url.split("://", 1)[0]
+  if (scheme in ("postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+      and "connect_timeout=" not in url):
+    return {"connect_args": {"connect_timeout": _CONNECT_TIMEOUT_S}}
+  return {}
+
+
 def open_storage(url, heartbeat_interval=10, grace_period=30):
   """Opens (creating if needed) an Optuna RDB storage with heartbeats.
 
   Raises:
     UserInputError: naming `--storage` when the URL is malformed, its
-      driver is missing, or the database cannot be reached or created.
+      driver is missing, the database cannot be reached or created, or it
+      holds tables that are not Optuna's (or of an incompatible Optuna
+      schema).
   """
-  engine_kwargs = {}
   if url.startswith("sqlite:"):
     path = url.split("sqlite:///", 1)[-1]
     directory = os.path.dirname(os.path.abspath(path)) if path else ""
@@ -62,23 +111,37 @@ def open_storage(url, heartbeat_interval=10, grace_period=30):
       raise UserInputError(
           f"--storage '{url}': directory '{directory}' does not exist; "
           "create it or choose another location")
-    engine_kwargs = {"connect_args": {"timeout": _SQLITE_TIMEOUT_S}}
-  try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-      return optuna.storages.RDBStorage(
-          url, engine_kwargs=engine_kwargs,
-          heartbeat_interval=int(heartbeat_interval),
-          grace_period=int(grace_period),
-          heartbeat_stale_trial_callback=(
-              optuna.storages.RetryHeartbeatStaleTrialCallback(
-                  max_retry=MAX_RETRY)))
-  except Exception as exc:  # pylint: disable=broad-except
-    # sqlalchemy's OperationalError/ArgumentError, a missing driver module.
-    raise UserInputError(
-        f"--storage '{url}' cannot be opened: {type(exc).__name__}: "
-        f"{one_line(exc)[:300]}. Give a reachable Optuna RDB URL such as "
-        "sqlite:////path/study.db") from None
+  for attempt in range(_OPEN_ATTEMPTS):
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore",
+                              optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=_engine_kwargs(url),
+            heartbeat_interval=int(heartbeat_interval),
+            grace_period=int(grace_period),
+            heartbeat_stale_trial_callback=(
+                optuna.storages.RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRY)))
+    except Exception as exc:  # pylint: disable=broad-except
+      # sqlalchemy's OperationalError/ArgumentError/ProgrammingError, a
+      # missing driver module, Optuna's schema-version RuntimeError.
+      if attempt + 1 < _OPEN_ATTEMPTS and _lost_creation_race(exc):
+        time.sleep(0.5 * (attempt + 1))
+        continue
+      raise _storage_error(url, exc) from None
+
+
+def _lost_creation_race(exc):
+  """True when another worker created Optuna's tables at the same moment.
+
+  On PostgreSQL, workers started together on an empty database all create
+  the tables; all but one fail on a duplicate type or table once the first
+  commits, and opening again then finds the tables.
+  """
+  text = str(exc)
+  return (type(exc).__name__ in ("IntegrityError", "ProgrammingError") and
+          ("already exists" in text or "duplicate key" in text))
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -175,21 +238,25 @@ def open_study(storage, name, directions, sampler, fingerprint):
 
   Raises:
     UserInputError: when the stored study was made with other objectives,
-      search space, folds or base configuration.
+      search space, folds or base configuration, or the storage's tables
+      are not Optuna's.
   """
   logging.getLogger("optuna").setLevel(logging.WARNING)
   try:
     study = optuna.create_study(storage=storage, study_name=name,
                                 directions=list(directions), sampler=sampler,
                                 load_if_exists=True)
+    stored = study.user_attrs.get("fingerprint")
+    if stored is None:
+      study.set_user_attr("fingerprint", fingerprint)
   except ValueError as exc:
     raise UserInputError(
         f"cannot resume study '{name}': {one_line(exc)}; use another "
         "--output_dir or --study_name") from None
-  stored = study.user_attrs.get("fingerprint")
-  if stored is None:
-    study.set_user_attr("fingerprint", fingerprint)
-  elif stored != fingerprint:
+  except optuna.exceptions.StorageInternalError as exc:
+    # Tables of Optuna's names but another shape pass `open_storage`.
+    raise _storage_error(getattr(storage, "url", "?"), exc) from None
+  if stored is not None and stored != fingerprint:
     changed = sorted(k for k in set(stored) | set(fingerprint)
                      if stored.get(k) != fingerprint.get(k))
     raise UserInputError(
