@@ -32,23 +32,17 @@ from tf_compress._keras import tf
 from tf_compress.adversarial import attacks
 from tf_compress.adversarial.training_attack import TrainingAttack
 from tf_compress.adversarial.training_core import AdversarialCore
-from tf_compress.distillation.compiled_loss import check_compiled_loss
+from tf_compress.distillation.engine_ops import KERAS3_OPS
 from tf_compress.distillation.keras3_distiller import Keras3Distiller
 
 __all__ = ["Keras3AdversarialModel"]
 
 # What `test_step` does not report.
 _TRAIN_ONLY = ("clean_loss", "adversarial_loss", "adversarial_accuracy")
-_DISTILL_TERMS = ("student_loss", "distillation_loss", "feature_loss")
 
 
 def _replicas():
   return tf.distribute.get_strategy().num_replicas_in_sync
-
-
-def _regularization(model):
-  losses = [ops.cast(l, "float32") for l in model.losses]
-  return ops.sum(ops.stack(losses)) if losses else ops.zeros((), "float32")
 
 
 @keras.saving.register_keras_serializable(package="tf_compress")
@@ -94,6 +88,8 @@ class Keras3AdversarialModel(AdversarialCore, keras.Model):
     >>> adv.base_model.save("robust.keras")
   """
 
+  _OPS = KERAS3_OPS
+
   def __init__(self, base_model, attack="pgd", epsilon=0.1, ratio=0.5,
                steps=5, step_size=None, norm="linf", random_start=True,
                clip_min=0.0, clip_max=1.0, from_logits=True, **kwargs):
@@ -125,34 +121,13 @@ class Keras3AdversarialModel(AdversarialCore, keras.Model):
   def compute_metrics(self, x, y, y_pred, sample_weight=None):
     return super().compute_metrics(x, self._labels(y), y_pred, sample_weight)
 
-  @property
-  def metrics(self):
-    metrics = list(self._trackers.values()) + [self.adversarial_accuracy]
-    # Keras 3 keeps the compiled metrics in one container, which
-    # `compute_metrics` updates; listed here, `fit` resets and reports them.
-    compiled = getattr(self, "_compile_metrics", None)
-    if compiled is not None:
-      metrics.append(compiled)
-    return metrics
-
   def train_step(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    targets = self._targets(x, y)
+    targets, x_adv = self._attacked(x, y)
     labels = targets[0]
-    x_adv = self.perturb(x, labels)
-    batch = ops.shape(x)[0]
     with tf.GradientTape() as tape:
-      # One training call for both halves (one set of BN statistics).
-      logits, features = self._forward(
-          ops.concatenate([ops.cast(x, x_adv.dtype), x_adv], axis=0),
-          training=True)
-      clean = self._terms(targets, sample_weight, logits[:batch],
-                          [f[:batch] for f in features])
-      adv = self._terms(targets, sample_weight, logits[batch:],
-                        [f[batch:] for f in features])
-      total = ((1.0 - self.ratio) * clean["total"] +
-               self.ratio * adv["total"] +
-               _regularization(self.target_model))
+      clean_logits, adv_logits, clean, adv, total = self._mixed_loss(
+          x, x_adv, targets, sample_weight)
       # Gradients are summed over replicas: scale each replica's mean.
       scaled = self.optimizer.scale_loss(total / _replicas())
     variables = self.trainable_variables
@@ -160,46 +135,16 @@ class Keras3AdversarialModel(AdversarialCore, keras.Model):
     # `apply_gradients` applies the variables' constraints after the
     # update: the pruning masks of a pruned base.
     self.optimizer.apply_gradients(zip(gradients, variables))
-    self._trackers["loss"].update_state(total)
-    self._trackers["clean_loss"].update_state(clean["total"])
-    self._trackers["adversarial_loss"].update_state(adv["total"])
-    for name in _DISTILL_TERMS:
-      if name in self._trackers:
-        self._trackers[name].update_state(
-            (1.0 - self.ratio) * clean[name] + self.ratio * adv[name])
-    self.adversarial_accuracy.update_state(labels, logits[batch:],
-                                           sample_weight)
-    return self.compute_metrics(x, labels, logits[:batch], sample_weight)
+    self._track_train(total, clean, adv, labels, adv_logits, sample_weight)
+    return self.compute_metrics(x, labels, clean_logits, sample_weight)
 
   def test_step(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     targets = self._targets(x, y)
-    logits, features = self._forward(x, training=False)
-    terms = self._terms(targets, sample_weight, logits, features)
-    self._trackers["loss"].update_state(
-        terms["total"] + _regularization(self.target_model))
-    for name in _DISTILL_TERMS:
-      if name in self._trackers:
-        self._trackers[name].update_state(terms[name])
+    logits, terms, total = self._clean_loss(x, targets, sample_weight)
+    self._track_test(total, terms)
     logs = self.compute_metrics(x, targets[0], logits, sample_weight)
     return {k: v for k, v in logs.items() if k not in _TRAIN_ONLY}
-
-  # Checks run here, in Python: an error raised while Keras traces the
-  # train step would reach the caller wrapped in a TensorFlow StagingError.
-
-  def fit(self, x=None, y=None, batch_size=None, **kwargs):
-    # pylint: disable=arguments-differ
-    check_compiled_loss(self)
-    if self._distiller is not None:
-      self._distiller.check_data(x, y, batch_size)
-    return super().fit(x, y, batch_size=batch_size, **kwargs)
-
-  def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-    # pylint: disable=arguments-differ
-    check_compiled_loss(self)
-    if self._distiller is not None:
-      self._distiller.check_data(x, y, batch_size)
-    return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
   def get_config(self):
     config = {"name": self.name,

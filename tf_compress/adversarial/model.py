@@ -24,15 +24,10 @@ from tf_compress._keras import keras, register, tf
 from tf_compress.adversarial.keras3_model import Keras3AdversarialModel
 from tf_compress.adversarial.training_attack import TrainingAttack
 from tf_compress.adversarial.training_core import AdversarialCore
-from tf_compress.distillation.compiled_loss import check_compiled_loss
 from tf_compress.distillation.distiller import Distiller
+from tf_compress.distillation.engine_ops import TF_OPS
 
 __all__ = ["AdversarialModel"]
-
-
-def _regularization(model):
-  losses = [tf.cast(l, tf.float32) for l in model.losses]
-  return tf.add_n(losses) if losses else tf.constant(0.0)
 
 
 def _base_argument(args, kwargs):
@@ -123,6 +118,8 @@ class AdversarialModel(AdversarialCore, keras.Model,
     >>> adv.base_model.save("robust.keras")
   """
 
+  _OPS = TF_OPS
+
   def __init__(self, base_model, attack="pgd", epsilon=0.1, ratio=0.5,
                steps=5, step_size=None, norm="linf", random_start=True,
                clip_min=0.0, clip_max=1.0, from_logits=True, **kwargs):
@@ -133,13 +130,6 @@ class AdversarialModel(AdversarialCore, keras.Model,
     self._set_up(base_model, settings, keras, Distiller)
 
   # -- Keras hooks -----------------------------------------------------------
-
-  @property
-  def metrics(self):
-    metrics = list(self._trackers.values()) + [self.adversarial_accuracy]
-    if self.compiled_metrics is not None:
-      metrics += self.compiled_metrics.metrics
-    return metrics
 
   def _results(self, names):
     logs = {m.name: m.result() for m in self.metrics
@@ -153,66 +143,25 @@ class AdversarialModel(AdversarialCore, keras.Model,
 
   def train_step(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    targets = self._targets(x, y)
+    targets, x_adv = self._attacked(x, y)
     labels = targets[0]
-    x_adv = self.perturb(x, labels)
-    batch = tf.shape(x)[0]
     with tf.GradientTape() as tape:
-      # One training call for both halves: one pruning step per batch.
-      logits, features = self._forward(
-          tf.concat([tf.cast(x, x_adv.dtype), x_adv], 0), training=True)
-      clean = self._terms(targets, sample_weight, logits[:batch],
-                          [f[:batch] for f in features])
-      adv = self._terms(targets, sample_weight, logits[batch:],
-                        [f[batch:] for f in features])
-      total = ((1.0 - self.ratio) * clean["total"] +
-               self.ratio * adv["total"] + _regularization(self.target_model))
+      clean_logits, adv_logits, clean, adv, total = self._mixed_loss(
+          x, x_adv, targets, sample_weight)
       # Gradients are summed over replicas: scale each replica's mean.
       scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
     self.optimizer.minimize(scaled, self.trainable_variables, tape=tape)
-    self._trackers["loss"].update_state(total)
-    self._trackers["clean_loss"].update_state(clean["total"])
-    self._trackers["adversarial_loss"].update_state(adv["total"])
-    for name in ("student_loss", "distillation_loss", "feature_loss"):
-      if name in self._trackers:
-        self._trackers[name].update_state(
-            (1.0 - self.ratio) * clean[name] + self.ratio * adv[name])
-    self.adversarial_accuracy.update_state(labels, logits[batch:],
-                                           sample_weight)
-    self.compute_metrics(x, labels, logits[:batch], sample_weight)
+    self._track_train(total, clean, adv, labels, adv_logits, sample_weight)
+    self.compute_metrics(x, labels, clean_logits, sample_weight)
     return self._results(list(self._trackers) + ["adversarial_accuracy"])
 
   def test_step(self, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     targets = self._targets(x, y)
-    logits, features = self._forward(x, training=False)
-    terms = self._terms(targets, sample_weight, logits, features)
-    total = terms["total"] + _regularization(self.target_model)
-    self._trackers["loss"].update_state(total)
-    names = ["loss"]
-    for name in ("student_loss", "distillation_loss", "feature_loss"):
-      if name in self._trackers:
-        self._trackers[name].update_state(terms[name])
-        names.append(name)
+    logits, terms, total = self._clean_loss(x, targets, sample_weight)
+    names = self._track_test(total, terms)
     self.compute_metrics(x, targets[0], logits, sample_weight)
     return self._results(names)
-
-  # Checks run here, in Python: an error raised while Keras traces the
-  # train step would reach the caller wrapped in a TensorFlow StagingError.
-
-  def fit(self, x=None, y=None, batch_size=None, **kwargs):
-    # pylint: disable=arguments-differ
-    check_compiled_loss(self)
-    if self._distiller is not None:
-      self._distiller.check_data(x, y, batch_size)
-    return super().fit(x, y, batch_size=batch_size, **kwargs)
-
-  def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
-    # pylint: disable=arguments-differ
-    check_compiled_loss(self)
-    if self._distiller is not None:
-      self._distiller.check_data(x, y, batch_size)
-    return super().evaluate(x, y, batch_size=batch_size, **kwargs)
 
   def get_config(self):
     return {

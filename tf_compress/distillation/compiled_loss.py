@@ -1,4 +1,4 @@
-"""A training harness's compiled hard loss, for both Keras engines.
+"""A training harness's compiled loss and metrics, for both Keras engines.
 
 The harnesses (`Distiller`, `AdversarialModel`) mix the loss given to
 `compile` with other terms. Both Keras engines divide a compiled loss by
@@ -6,12 +6,17 @@ the number of replicas in sync (the gradients are summed over replicas):
 tf_keras in `compiled_loss`, Keras 3 inside each `Loss` call. The harnesses
 report each replica's plain mean and divide their total once, so they take
 the compiled loss back to that mean with `replica_mean_loss`.
+
+`compiled_metrics` lists the compiled metrics for a harness's `metrics`,
+and `CheckedFit` gives the harnesses a `fit` and an `evaluate` that check
+the compile and the data before Keras traces a step.
 """
 
 from tf_compress._keras import is_keras3_object, tf
 from tf_compress.errors import UserInputError
 
-__all__ = ["check_compiled_loss", "replica_mean_loss"]
+__all__ = ["check_compiled_loss", "compiled_metrics", "CheckedFit",
+           "replica_mean_loss"]
 
 
 def _keras3_compile_loss(model):
@@ -74,3 +79,48 @@ def replica_mean_loss(model, labels, logits, sample_weight):
     loss = model.compiled_loss(labels, logits, sample_weight)
   replicas = tf.distribute.get_strategy().num_replicas_in_sync
   return loss * tf.cast(replicas, loss.dtype)
+
+
+def compiled_metrics(model):
+  """The compiled metrics of `model`, to list in its `metrics` property.
+
+  Keras 3 keeps them in one container, which `compute_metrics` updates;
+  listed, `fit` resets and reports them. tf_keras lists each metric.
+
+  Args:
+    model: a tf_keras or Keras 3 model, compiled or not.
+
+  Returns:
+    A list of metrics (empty before `compile`).
+  """
+  if is_keras3_object(model):
+    compiled = getattr(model, "_compile_metrics", None)
+    return [] if compiled is None else [compiled]
+  if model.compiled_metrics is None:
+    return []
+  return list(model.compiled_metrics.metrics)
+
+
+class CheckedFit:
+  """Mixin of a harness `Model` (list it before the Model): checked fit.
+
+  `fit` and `evaluate` check that the model was compiled with a loss, then
+  call `_check_inputs`, then Keras'. The checks run here, in Python: an
+  error raised while Keras traces the train step would reach the caller
+  wrapped in a TensorFlow StagingError.
+  """
+
+  def _check_inputs(self, x, y, batch_size, training):
+    """Raises for data the harness cannot train (`training`) or evaluate on."""
+
+  def fit(self, x=None, y=None, batch_size=None, **kwargs):
+    # pylint: disable=arguments-differ
+    check_compiled_loss(self)
+    self._check_inputs(x, y, batch_size, training=True)
+    return super().fit(x, y, batch_size=batch_size, **kwargs)
+
+  def evaluate(self, x=None, y=None, batch_size=None, **kwargs):
+    # pylint: disable=arguments-differ
+    check_compiled_loss(self)
+    self._check_inputs(x, y, batch_size, training=False)
+    return super().evaluate(x, y, batch_size=batch_size, **kwargs)
