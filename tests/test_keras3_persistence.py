@@ -1,7 +1,7 @@
 """Saving and loading Keras 3 models, tf_keras ones beside them, safe mode.
 
-Files load into the Keras that saved them; a Lambda layer is refused unless
-the caller passes `safe_mode=False`.
+Files load into the Keras that saved them; a Lambda layer, and any
+full-model .h5 file, is refused unless the caller passes `safe_mode=False`.
 """
 
 import json
@@ -128,7 +128,9 @@ def test_keras3_h5_round_trip(tmp_path):
   model = _functional()
   path = tmp_path / "m.h5"
   tf_compress.save_model(model, path)
-  loaded = tf_compress.load_model(path)
+  with pytest.raises(tf_compress.ModelError, match="full-model .h5 file"):
+    tf_compress.load_model(path)
+  loaded = tf_compress.load_model(path, safe_mode=False)
   assert isinstance(loaded, keras.Model)
   np.testing.assert_allclose(loaded.predict(X, verbose=0),
                              model.predict(X, verbose=0), rtol=1e-6)
@@ -139,7 +141,7 @@ def test_tf_keras_files_still_load_into_tf_keras(suffix, tmp_path):
   model = models.build_model("mlp", (4,), 3, seed=1, keras_version=2)
   path = tmp_path / f"m{suffix}"
   tf_compress.save_model(model, path)
-  loaded = tf_compress.load_model(path)
+  loaded = tf_compress.load_model(path, safe_mode=suffix != ".h5")
   assert isinstance(loaded, tf_keras.Model)
   assert not isinstance(loaded, keras.Model)
   np.testing.assert_allclose(loaded.predict(X, verbose=0),
@@ -169,8 +171,11 @@ def test_lambda_refused_in_safe_mode(k, name, tmp_path):
       loader(path)
     message = str(info.value)
     assert f"'{path}'" in message
-    assert "contains a Lambda layer (arbitrary Python code" in message
-    assert "if you trust the file, pass `safe_mode=False`" in message
+    # tf_keras writes save_format="tf" under a .keras name as HDF5.
+    assert ("Keras' legacy HDF5 format" if name.endswith((".h5", "k2.keras"))
+            else "contains a Lambda layer (arbitrary Python code") in message
+    assert ("if you trust the file, pass --allow_unsafe_load on the command "
+            "line or safe_mode=False") in message
   loaded = tf_compress.load_model(path, safe_mode=False)
   assert isinstance(loaded, k.Model)
   assert type(loaded.layers[0]).__name__ == "Lambda"

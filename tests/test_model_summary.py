@@ -179,15 +179,18 @@ def test_qat_model_counts_int8_weights(tiny):
   assert totals["float32_ratio"] == 92 / 38
 
 
-# QAT models save only as .h5, which tf_keras calls legacy.
+# QAT models save only as .h5, which tf_keras calls legacy, and which load
+# only with safe_mode=False.
 @pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5")
 def test_saved_wrapped_models_load_from_files(tiny, tmp_path):
   qat = quantization.quantize_model(tiny)
   clustered = quantization.cluster_model(tiny, 4)
   tf_compress.save_model(qat, tmp_path / "qat.h5")
   tf_compress.save_model(clustered, tmp_path / "clustered.keras")
+  with pytest.raises(tf_compress.ModelError, match="--allow_unsafe_load"):
+    model_summary(tmp_path / "qat.h5")
   for model, name in ((qat, "qat.h5"), (clustered, "clustered.keras")):
-    summary = model_summary(tmp_path / name)
+    summary = model_summary(tmp_path / name, safe_mode=name != "qat.h5")
     assert summary["name"] == name
     assert summary["file_bytes"] == (tmp_path / name).stat().st_size
     assert summary["rows"] == model_summary(model)["rows"]

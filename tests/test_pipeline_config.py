@@ -14,8 +14,8 @@ def test_defaults_are_valid_and_json_safe():
   assert set(data) == {opt.flag for opt in tf_compress.pipeline.options(
       tf_compress.RunConfig)}
   # every wave-1 TrainConfig field, plus --keras, --bootstrap_resamples,
-  # --seeds and --sensitivity
-  assert len(data) == 60
+  # --seeds, --sensitivity, --allow_unsafe_load and --backup_dir
+  assert len(data) == 62
   assert tf_compress.RunConfig.from_flat(**data) == config
 
 

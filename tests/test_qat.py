@@ -174,7 +174,9 @@ def test_save_load_round_trip(qat_run, digits, tmp_path):
   qat, _, _ = qat_run
   path = str(tmp_path / "qat.h5")
   tf_compress.save_model(qat, path)
-  loaded = quantization.load_qat_model(path)
+  with pytest.raises(ModelError, match="--allow_unsafe_load"):
+    quantization.load_qat_model(path)  # safe mode refuses .h5
+  loaded = quantization.load_qat_model(path, safe_mode=False)
   np.testing.assert_array_equal(loaded.predict(digits.x_test, verbose=0),
                                 qat.predict(digits.x_test, verbose=0))
   assert _kernel_quantized(loaded) == ["conv1", "conv2", "fc1", "logits"]

@@ -143,7 +143,7 @@ def test_model_restored_after_fit(frozen_run):
 
 def test_checkpoint_saved_while_frozen_loads(frozen_run, digits):
   _, _, recorder = frozen_run
-  loaded = quantization.load_qat_model(recorder.save_path)
+  loaded = quantization.load_qat_model(recorder.save_path, safe_mode=False)
   _, inputs = quantization.find_quantizers(loaded)
   assert isinstance(inputs[0].quantizer, quantization.FrozenRangeQuantizer)
   np.testing.assert_array_equal(

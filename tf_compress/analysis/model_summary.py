@@ -100,7 +100,7 @@ def _tfmot_wrappers():
                    tfmot.quantization.keras.QuantizeWrapper)
 
 
-def model_summary(model_or_path, reference=None):
+def model_summary(model_or_path, reference=None, *, safe_mode=True):
   """Summarizes a model layer by layer, as deployed, with totals and ratios.
 
   Args:
@@ -110,6 +110,8 @@ def model_summary(model_or_path, reference=None):
       directory) or to a `.tflite` file, or a TFLite model's bytes.
     reference: None, or a model to compare with, given in any of the same
       forms or as a summary this function returned.
+    safe_mode: refuse Keras files that would run code on loading (see
+      `tf_compress.load_model`); False only for files you trust.
 
   Returns:
     A JSON-safe dict:
@@ -135,19 +137,19 @@ def model_summary(model_or_path, reference=None):
 
   Raises:
     TypeError: for an object that is not a model.
-    ModelError: a file that is missing or is not a Keras model, or holds a
-      Lambda layer (files are loaded in Keras' safe mode).
+    ModelError: a file that is missing or is not a Keras model, or that
+      `safe_mode` refuses (a Lambda layer, a full-model `.h5` file, ...).
     UserInputError: a `.tflite` file that is corrupt or not a model.
 
   Example:
     >>> model_summary(model, reference=wide_model)["ratios"]["params"]
     1.91...
   """
-  summary = _summarize(model_or_path, "model_or_path")
+  summary = _summarize(model_or_path, "model_or_path", safe_mode)
   summary["reference"] = summary["ratios"] = None
   if reference is not None:
     ref = (reference if isinstance(reference, dict) and "totals" in reference
-           else _summarize(reference, "reference"))
+           else _summarize(reference, "reference", safe_mode))
     summary["reference"] = {"name": ref["name"], "source": ref["source"],
                             "totals": ref["totals"]}
     summary["ratios"] = {key: _ratio(ref["totals"][key],
@@ -162,7 +164,7 @@ def _ratio(reference, value):
   return reference / value
 
 
-def _summarize(obj, argument):
+def _summarize(obj, argument, safe_mode=True):
   if isinstance(obj, (bytes, bytearray, memoryview)):
     return _tflite_summary(bytes(obj), "<TFLite model bytes>", None)
   if isinstance(obj, (str, os.PathLike)):
@@ -174,7 +176,7 @@ def _summarize(obj, argument):
     size = os.path.getsize(path) if os.path.isfile(path) else None
     if _is_tflite_file(path):
       return _tflite_summary(path, name, size)
-    summary = _keras_summary(load_tfmot_model(path))
+    summary = _keras_summary(load_tfmot_model(path, safe_mode=safe_mode))
     summary["name"], summary["file_bytes"] = name, size
     return summary
   check_any_model(obj, argument)

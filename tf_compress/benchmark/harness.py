@@ -50,6 +50,9 @@ __all__ = ["BenchmarkConfig", "benchmark_model", "make_inputs",
            "peak_memory_kb", "reset_peak_memory", "worker_main"]
 
 FLOAT_INPUT_RANGE = (0.0, 1.0)
+# The most bytes of random inputs made for one tensor: a damaged file can
+# claim an input of terabytes.
+MAX_RANDOM_INPUT_BYTES = 1 << 28
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +135,14 @@ def _random_input(detail, rng):
   """Seeded data of the tensor's shape and dtype, and what it covers."""
   dtype = np.dtype(detail["dtype"])
   shape = tuple(int(d) for d in detail["shape"])
+  if any(d < 0 for d in shape) or (
+      np.prod(shape, dtype=np.float64) * dtype.itemsize >
+      MAX_RANDOM_INPUT_BYTES):
+    raise UserInputError(
+        f"model input '{detail['name']}' has shape {list(shape)}, which "
+        f"is negative or over {MAX_RANDOM_INPUT_BYTES >> 20} MiB of "
+        f"{dtype.name}; the file is damaged (export it again), or give "
+        "inputs with input_npy.")
   scale, zero_point = _quantization(detail)
   if np.issubdtype(dtype, np.floating):
     x = rng.uniform(*FLOAT_INPUT_RANGE, size=shape)
@@ -227,7 +238,8 @@ def make_inputs(input_details, seed=0, input_npy=None):
   Raises:
     UserInputError: for a .npy file that is missing, unreadable or of the
       wrong shape, `input_npy` with a multi-input model, or an input dtype
-      that cannot be made up.
+      or shape (negative, over `MAX_RANDOM_INPUT_BYTES`) that random inputs
+      cannot be made for.
   """
   if input_npy is not None and len(input_details) != 1:
     raise UserInputError(

@@ -8,7 +8,9 @@ library's `run`, and `entry_point()` for `python -m` and console scripts:
 - `tune`: `tf_compress.pipeline.tuning.tune`;
 - `analyze`: dataset analysis; `summary`: per-layer model summary;
 - `report`: rebuild or compare run reports; `benchmark`: LiteRT latency;
-- `advise`: which export of a run to ship, within an accuracy budget.
+- `advise`: which export of a run to ship, within an accuracy budget;
+- `launch`: N workers of `train` on this machine, under
+  `--strategy=multi_worker`.
 
 `python -m tf_compress.<command>` runs the same modules.
 """

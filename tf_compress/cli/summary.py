@@ -13,6 +13,10 @@ then totals and, with --reference, the compression ratios reference / model
 (see `tf_compress.analysis.model_summary`). Exit code 0 on success, 2 on bad
 input (with one `error: ...` line on stderr).
 
+Keras files load in safe mode: one whose loading would run code it holds
+(a Lambda layer, a module outside Keras, any full-model `.h5` file, as QAT
+models are) is refused unless `--allow_unsafe_load` is given.
+
 The flags are defined only when this module runs as a program, so importing
 it (e.g. to call `run`) never clashes with other tools' flags.
 """
@@ -58,6 +62,11 @@ def define_flags(flag_values=None):
       "output", None,
       "Write the summary to this file (atomically) instead of standard "
       "output.", flag_values=fv)
+  flags.DEFINE_bool(
+      "allow_unsafe_load", False,
+      "Load Keras files even when loading can run code they hold (Lambda "
+      "layers, full-model .h5 files, modules outside Keras); only for "
+      "files you trust.", flag_values=fv)
   return fv
 
 
@@ -69,7 +78,7 @@ def render(summary, output_format="text"):
 
 
 def run(model, *, reference=None, output_format="text", output=None,
-        stream=None):
+        stream=None, allow_unsafe_load=False):
   """Summarizes `model` and prints (or writes) the result.
 
   Args:
@@ -79,21 +88,24 @@ def run(model, *, reference=None, output_format="text", output=None,
     output: None to print to `stream`; else the file to write, after which
       a line naming it is printed.
     stream: where to print; defaults to `sys.stdout`.
+    allow_unsafe_load: load Keras files in Keras' unsafe mode (see
+      `tf_compress.load_model`'s `safe_mode`).
 
   Returns:
     The summary dict (see `tf_compress.analysis.model_summary`).
 
   Raises:
-    UserInputError: (including ModelError) for a missing, corrupt or Keras 3
-      model file, an unknown format or an unwritable output; the output
-      location is checked before any work.
+    UserInputError: (including ModelError) for a missing or corrupt model
+      file, one refused as unsafe, an unknown format or an unwritable
+      output; the output location is checked before any work.
   """
   if output_format not in FORMATS:
     raise UserInputError(f"unknown format {output_format!r}; choose one of "
                          f"{', '.join(FORMATS)}")
   if output:
     io_utils.check_writable_file(output, what="--output")
-  summary = model_summary(model, reference=reference)
+  summary = model_summary(model, reference=reference,
+                          safe_mode=not allow_unsafe_load)
   text = render(summary, output_format)
   stream = sys.stdout if stream is None else stream
   if output:
@@ -123,7 +135,7 @@ def run_from_flags(model, flag_values=None):
   fv = FLAGS if flag_values is None else flag_values
   try:
     run(model, reference=fv.reference, output_format=fv.format,
-        output=fv.output)
+        output=fv.output, allow_unsafe_load=fv.allow_unsafe_load)
   except UserInputError as e:
     return common.report_user_error(e)
   return 0
@@ -141,7 +153,7 @@ def main(argv, flag_values=None):
     return common.report_user_error(
         f"give exactly one MODEL (a .keras, .h5 or .tflite file), {got}; "
         "usage: python -m tf_compress.summary MODEL [--reference=MODEL] "
-        "[--format=text|json] [--output=FILE]")
+        "[--format=text|json] [--output=FILE] [--allow_unsafe_load]")
   return run_from_flags(argv[1], flag_values)
 
 

@@ -65,7 +65,9 @@ def main(argv, flag_values=None):
   print(format_comparison(report["comparison"]))
   for claim in (report.get("statistics") or {}).get("claims", []):
     print(claim["text"])
-  print(f"wrote {config.output_dir}/report.json; {_summary_line(report)}")
+  # A multi-worker run's non-chief wrote into a temporary directory.
+  output_dir = report.get("config", {}).get("output_dir", config.output_dir)
+  print(f"wrote {output_dir}/report.json; {_summary_line(report)}")
   return 0
 
 

@@ -337,18 +337,50 @@ def load_tfds(name):
                           y_train, x_test, y_test, class_names)
 
 
-def _image_files(directory):
+# The first bytes of each format `tf.io.decode_image` reads.
+_IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a",
+                     b"GIF89a", b"BM")
+
+
+def _check_inside(path, root, top):
+  """Refuses a symbolic link that leads out of the image directory `top`."""
+  if os.path.islink(path):
+    target = os.path.realpath(path)
+    if os.path.commonpath([root, target]) != root:
+      raise DataError(
+          f"image directory '{top}': '{path}' is a symbolic link to "
+          f"'{target}', outside the directory; copy the file in or remove "
+          "the link.")
+
+
+def _image_files(directory, root, top):
+  """Image files under `directory`; links must stay inside `root`."""
   files = []
-  for root, dirs, names in os.walk(directory):
+  for parent, dirs, names in os.walk(directory):
     dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-    files.extend(os.path.join(root, n) for n in sorted(names)
-                 if n.lower().endswith(IMAGE_EXTENSIONS)
-                 and not n.startswith("."))
+    for name in dirs:
+      _check_inside(os.path.join(parent, name), root, top)
+    for name in sorted(names):
+      if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+        _check_inside(os.path.join(parent, name), root, top)
+        files.append(os.path.join(parent, name))
   return sorted(files)
 
 
 def _decode_image(path):
   """Returns the image as uint8 (H, W, 1 or 3) and whether it was colour."""
+  try:
+    with open(path, "rb") as handle:
+      head = handle.read(8)
+  except OSError as e:
+    raise DataError(f"could not read image '{path}': "
+                    f"{e.strerror or e}.") from e
+  if not head.startswith(_IMAGE_SIGNATURES):
+    # Only image bytes reach the decoders.
+    raise DataError(
+        f"could not decode image '{path}': it is not an image (it does not "
+        f"begin like a PNG, JPEG, GIF or BMP file, but {head!r}); remove the "
+        "file or convert it to PNG or JPEG.")
   try:
     image = tf.io.decode_image(tf.io.read_file(path), channels=0,
                                dtype=tf.uint8, expand_animations=False)
@@ -406,14 +438,22 @@ def load_image_directory(path, image_size=None):
     A `RawData` of uint8 images (N, H, W, C) without a test split, with the
     original (height, width) of every image in `image_sizes`.
 
+  Symbolic links (class folders, nested folders, images) must point inside
+  the folder, and every image file must hold image bytes (PNG, JPEG, GIF or
+  BMP), whatever its extension says.
+
   Raises:
     DataError: if the folder has fewer than 2 class subfolders, a class
-      folder has no images, an image cannot be decoded, or image_size is bad.
+      folder has no images, a link points outside the folder, a file named
+      like an image is not one or cannot be decoded, or image_size is bad.
   """
   path = os.fspath(path)
   image_size = _check_image_size(image_size)
+  root = os.path.realpath(path)
   classes = sorted(e.name for e in os.scandir(path)
                    if e.is_dir() and not e.name.startswith("."))
+  for name in classes:
+    _check_inside(os.path.join(path, name), root, path)
   if not classes:
     raise DataError(
         f"image directory '{path}' has no class subfolders; put each class's "
@@ -425,7 +465,7 @@ def load_image_directory(path, image_size=None):
         f"('{classes[0]}'); a classifier needs at least 2 classes.")
   files, labels = [], []
   for label, name in enumerate(classes):
-    class_files = _image_files(os.path.join(path, name))
+    class_files = _image_files(os.path.join(path, name), root, path)
     if not class_files:
       raise DataError(
           f"class folder '{os.path.join(path, name)}' has no images "

@@ -121,6 +121,24 @@ def _tensor_detail(tensor, index):
   }
 
 
+def _io_details(subgraph, indices, role, name):
+  """`_tensor_detail` of each input or output, checking the indices.
+
+  The verifier checks the file's structure, not that its indices point at
+  tensors that exist.
+  """
+  tensors = subgraph.tensors or []
+  details = []
+  for index in _array(indices, np.int64).tolist():
+    if not 0 <= index < len(tensors):
+      raise UserInputError(
+          f"{name} names tensor {index} as a model {role}, but its subgraph "
+          f"has {len(tensors)} tensors; the file is damaged: export it "
+          "again.")
+    details.append(_tensor_detail(tensors[index], index))
+  return details
+
+
 def _buffer_bytes(buffer, data):
   """The raw bytes of a buffer, inline or (for >2 GB models) out of line."""
   if buffer is None:
@@ -346,10 +364,8 @@ def inspect_tflite(path_or_bytes, per_tensor=False):
       "num_nonzero_weights": num_nonzero,
       "nonzero_fraction": fraction,
       "kernel_nonzero_fraction": _fraction(kernels)[2],
-      "input_details": [_tensor_detail(main.tensors[int(i)], int(i))
-                        for i in _array(main.inputs, np.int64)],
-      "output_details": [_tensor_detail(main.tensors[int(i)], int(i))
-                         for i in _array(main.outputs, np.int64)],
+      "input_details": _io_details(main, main.inputs, "input", name),
+      "output_details": _io_details(main, main.outputs, "output", name),
   }
   if per_tensor:
     result["weights"] = weights

@@ -97,6 +97,20 @@ def _invalid_model_error(name, error):
       "truncated: export it again.")
 
 
+def _check_details(interpreter, name):
+  """Reads the input and output details, which a damaged file can break.
+
+  The verifier checks structure, not text: a tensor name that is not UTF-8
+  raises `UnicodeDecodeError` in `get_input_details()`.
+  """
+  try:
+    interpreter.get_input_details()
+    interpreter.get_output_details()
+  except (ValueError, IndexError, RuntimeError) as e:
+    raise _invalid_model_error(
+        name, f"its input and output tensors cannot be read: {e}") from e
+
+
 def verify_flatbuffer(data, name):
   """Runs LiteRT's flatbuffer verifier over a model's bytes.
 
@@ -106,16 +120,19 @@ def verify_flatbuffer(data, name):
 
   Raises:
     UserInputError: if the verifier rejects the buffer (corrupt, truncated or
-      not a TFLite model). A valid buffer whose ops cannot all be resolved
-      (custom ops) passes: the verifier runs before op resolution.
+      not a TFLite model), or the input and output tensors cannot be read
+      (a name that is not UTF-8). A valid buffer whose ops cannot all be
+      resolved (custom ops) passes: the verifier runs before op resolution.
   """
   try:
-    litert_interpreter.Interpreter(
+    interpreter = litert_interpreter.Interpreter(
         model_content=data,
         experimental_op_resolver_type=_NO_DEFAULT_DELEGATES)
   except ValueError as e:
     if _INVALID_FLATBUFFER in str(e).lower():
       raise _invalid_model_error(name, e) from e
+    return
+  _check_details(interpreter, name)
 
 
 def load_interpreter(path_or_bytes, num_threads=None, default_delegates=True):
@@ -147,6 +164,7 @@ def load_interpreter(path_or_bytes, num_threads=None, default_delegates=True):
     if _INVALID_FLATBUFFER in str(e).lower():
       raise _invalid_model_error(name, e) from e
     raise _user_input_error(f"LiteRT cannot load {name}: {e}.") from e
+  _check_details(interpreter, name)
   return interpreter, name
 
 

@@ -5,25 +5,34 @@ loaded into the Keras that wrote it, as its `metadata.json` (or HDF5
 attributes) records: a `keras_version` of 3 or more loads into Keras 3
 (`import keras`), anything else into tf_keras.
 
-Loading uses Keras' safe mode: a file with a Lambda layer (whose Python code
-would run on loading) is refused with a `ModelError` unless the caller opts
-in with `safe_mode=False`. tf_keras passes `safe_mode` to its `.keras` loader
-only, so its `.h5` loader runs in a safe-mode scope too, and a SavedModel
-directory whose Keras metadata names a Lambda layer is refused before it is
-read (there, tf_keras would otherwise rebuild the layer from its traced
-graph in safe mode, and from its bytecode without).
+Loading is safe by default (`safe_mode=True`), for files from elsewhere:
+a file that would run Python code on loading is refused with a `ModelError`
+naming the opt-ins (`--allow_unsafe_load` on the command line,
+`safe_mode=False` here):
+* a `.keras` file's config.json is checked first (`untrusted.check_config`):
+  a Lambda layer, a Python lambda, or an object from a module outside Keras
+  and tf_compress (which tf_keras would import: CVE-2025-1550's class) is
+  refused before Keras reads it; then Keras loads in its own safe mode;
+* a full-model `.h5` file (Keras' legacy HDF5 format, which can hold Lambda
+  bytecode) is refused outright, and so is a `.keras` file that is not a
+  zip archive (tf_keras would read it as HDF5); `.weights.h5` files are
+  weights, loaded by `load_weights`, and not affected;
+* a tf_keras SavedModel directory whose Keras metadata names a Lambda layer
+  is refused before it is read (tf_keras would otherwise rebuild the layer
+  from its traced graph in safe mode, and from its bytecode without).
 
 `load_tfmot_model` also loads models saved in the middle of compression,
 with tfmot's pruning, clustering or quantization-aware (QAT) wrappers. Save
-QAT models as `.h5`: tfmot 0.8.1's `QuantizeLayer` builds its range
-variables twice when restored from the `.keras` format, which then refuses
-to load.
+QAT models as `.h5` (and load them with `safe_mode=False`): tfmot 0.8.1's
+`QuantizeLayer` builds its range variables twice when restored from the
+`.keras` format, which then refuses to load.
 """
 
 import json
 import os
 import re
 import zipfile
+import zlib
 
 import keras as keras3
 # tf_keras exports no safe-mode scope; its legacy loaders only honour this.
@@ -36,11 +45,15 @@ from tf_compress.errors import ModelError
 from tf_compress.models.graph import check_any_model
 from tf_compress.models.graph import clone_with_weights
 from tf_compress.models.graph import is_graph_model
+from tf_compress.models import untrusted
 
 __all__ = ["load_model", "load_tfmot_model", "save_model",
            "check_model_fits", "saved_by_keras3"]
 
 _LAMBDA_LAYER = re.compile(r"\bLambda`? layer")
+# What reading a damaged zip archive can raise besides BadZipFile.
+_ZIP_ERRORS = (zipfile.BadZipFile, OSError, ValueError, EOFError,
+               RuntimeError, NotImplementedError, zlib.error)
 
 
 def _read_metadata(read, path):
@@ -73,7 +86,7 @@ def _saved_version(path):
         if "config.json" not in archive.namelist():
           raise ModelError(f"'{path}' is a zip file but not a saved Keras "
                            "model (no config.json inside)")
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+    except _ZIP_ERRORS as exc:
       if isinstance(exc, ModelError):
         raise
       raise ModelError(f"could not read '{path}' as a .keras file: "
@@ -120,23 +133,71 @@ def _unsafe_error(exc):
   return None
 
 
-def _refused(path, what):
-  return ModelError(
-      f"refusing to load '{path}': it contains {what} (arbitrary Python "
-      "code, which would run on loading), so Keras' safe mode refuses it; "
-      "if you trust the file, pass `safe_mode=False` to load it")
-
-
 def _refusal(path, exc):
   text = " ".join(str(exc).split())
   if _LAMBDA_LAYER.search(text):
-    return _refused(path, "a Lambda layer")
+    return untrusted.refused(path, "a Lambda layer")
   if "lambda" in text.lower():
-    return _refused(path, "a Python lambda")
+    return untrusted.refused(path, "a Python lambda")
   return ModelError(
       f"refusing to load '{path}': Keras' safe mode refuses part of it "
-      f"({text[:300]}); if you trust the file, pass `safe_mode=False` to "
-      "load it")
+      f"({text[:300]}); {untrusted.OPT_IN}")
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _h5_refusal(path, what="a full-model .h5 file"):
+  return ModelError(
+      f"refusing to load '{path}': it is {what}, Keras' legacy HDF5 format, "
+      "which can hold Python bytecode (a Lambda layer) that runs on "
+      "loading, so safe mode refuses the format; save the model as .keras, "
+      f"or {untrusted.OPT_IN}")
+
+
+def _refuse_h5(path):
+  """Refuses a full-model HDF5 file (safe mode)."""
+  if os.path.isfile(path) and path.endswith((".h5", ".hdf5")):
+    raise _h5_refusal(path)
+
+
+def _read_config(path):
+  """The config.json text of a .keras archive or directory, or None."""
+  try:
+    if os.path.isdir(path):
+      config = os.path.join(path, "config.json")
+      if not os.path.isfile(config):
+        return None  # a SavedModel directory
+      with open(config, "rb") as handle:
+        return handle.read()
+    if not zipfile.is_zipfile(path):
+      with open(path, "rb") as handle:
+        if handle.read(len(_HDF5_SIGNATURE)) == _HDF5_SIGNATURE:
+          # tf_keras reads any file that is no zip as HDF5.
+          raise _h5_refusal(path, "an HDF5 file under a .keras name")
+      raise ModelError(f"could not load the model '{path}': it is not a "
+                       ".keras archive (a zip file); give a .keras file "
+                       "written by Keras")
+    with zipfile.ZipFile(path) as archive:
+      if "config.json" not in archive.namelist():
+        raise ModelError(f"'{path}' is a zip file but not a saved Keras "
+                         "model (no config.json inside)")
+      return archive.read("config.json")
+  except _ZIP_ERRORS as exc:
+    if isinstance(exc, ModelError):
+      raise
+    raise ModelError(f"could not read '{path}' as a .keras file: "
+                     f"{exc}") from None
+
+
+def _check_untrusted(path, custom_objects):
+  """Refuses, in safe mode, a file whose loading would run its code."""
+  _refuse_h5(path)
+  config = _read_config(path)
+  if config is not None:
+    untrusted.check_config(path, config, custom_objects)
+  elif os.path.isdir(path):
+    _check_saved_model_lambdas(path)
 
 
 def _check_saved_model_lambdas(path):
@@ -147,7 +208,7 @@ def _check_saved_model_lambdas(path):
   with open(meta, "rb") as handle:
     # Each layer's metadata is a JSON string inside the protocol buffer.
     if re.search(rb'"class_name": ?"Lambda"', handle.read()):
-      raise _refused(path, "a Lambda layer")
+      raise untrusted.refused(path, "a Lambda layer")
 
 
 def load_model(path, custom_objects=None, *, safe_mode=True):
@@ -157,16 +218,19 @@ def load_model(path, custom_objects=None, *, safe_mode=True):
     path: a `.keras` or `.h5` file, a SavedModel directory (tf_keras), or a
       `.keras` archive saved unzipped as a directory (Keras 3).
     custom_objects: optional mapping passed to Keras' `load_model`.
-    safe_mode: refuse Lambda layers and other objects whose loading would
-      run arbitrary Python code. Pass False only for a file you trust.
+    safe_mode: refuse files whose loading would run Python code: Lambda
+      layers, objects from modules outside Keras and tf_compress, and
+      full-model `.h5` files (see the module docstring). Pass False only
+      for a file you trust (the command line's `--allow_unsafe_load`).
 
   Returns:
     The loaded model, compiled state included when it was saved: a Keras 3
     model when the file records Keras 3 or later, else a tf_keras model.
 
   Raises:
-    ModelError: the path is missing or corrupt, or the file holds a Lambda
-      layer (or another unsafe object) and `safe_mode` is True.
+    ModelError: the path is missing or corrupt, or, with `safe_mode`, the
+      file is a full-model `.h5` or holds a Lambda layer or another object
+      that would run code; the message names the opt-in.
 
   Example:
     >>> model = tf_compress.load_model("model.keras")
@@ -178,10 +242,10 @@ def load_model(path, custom_objects=None, *, safe_mode=True):
   if os.path.isfile(path) and not path.endswith((".keras", ".h5", ".hdf5")):
     raise ModelError(f"cannot load '{path}': expected a .keras or .h5 file "
                      "or a SavedModel directory")
+  if safe_mode:
+    _check_untrusted(path, custom_objects)
   version = _saved_version(path)
   keras3_file = _is_keras3_version(version)
-  if safe_mode and not keras3_file and os.path.isdir(path):
-    _check_saved_model_lambdas(path)
   try:
     if keras3_file:
       model = keras3.saving.load_model(path, custom_objects=custom_objects,
@@ -224,10 +288,12 @@ def load_tfmot_model(path, custom_objects=None, *, safe_mode=True):
     file saved by Keras 3.
 
   Raises:
-    ModelError: the file is missing or corrupt, holds a Lambda layer while
-      `safe_mode` is True, or is a `.keras` QAT file.
+    ModelError: the file is missing or corrupt, is refused by `safe_mode`
+      (as for `load_model`), or is a `.keras` QAT file.
   """
   source = os.fspath(path)
+  if safe_mode:
+    _refuse_h5(source)  # before h5py reads it for its version
   if os.path.exists(source) and _is_keras3_version(_saved_version(source)):
     return load_model(path, custom_objects, safe_mode=safe_mode)
   # pylint: disable-next=g-import-not-at-top
@@ -243,7 +309,8 @@ def load_tfmot_model(path, custom_objects=None, *, safe_mode=True):
       raise ModelError(
           f"cannot load the QAT model '{path}': tfmot 0.8.1's QuantizeLayer "
           "does not restore from the .keras format; save QAT models as .h5 "
-          "(tf_compress.save_model(model, 'model.h5'))") from None
+          "(tf_compress.save_model(model, 'model.h5')) and load it with "
+          "safe_mode=False") from None
     raise
 
 

@@ -20,6 +20,7 @@ from typing import Optional, Tuple
 from tf_compress import pruning
 from tf_compress._keras import KERAS_VERSIONS
 from tf_compress.analysis.sensitivity import parse_method
+from tf_compress.distribute import STRATEGIES
 from tf_compress.pruning.pruning_config import SCHEDULES as PRUNE_SCHEDULES
 from tf_compress.pruning.pruning_config import SCOPES as PRUNE_SCOPES
 from tf_compress.errors import UserInputError
@@ -41,7 +42,6 @@ __all__ = ["RunConfig", "DataConfig", "FitConfig", "EvalConfig",
 NORMALIZATIONS = ("scale", "standardize", "none")
 CLASS_WEIGHTS = ("none", "balanced")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-STRATEGIES = ("default", "mirrored")
 SLICE_CRITERIA = ("l1", "l2", "bn_gamma")
 EXPORT_MODES = ("float32", "dynamic", "float16", "int8", "int16x8")
 # The converter's modes, then the 4-bit ones that ai-edge-quantizer makes
@@ -135,6 +135,10 @@ class FitConfig:
   model: str = option(
       "cnn", "A registered model name (cnn, cnn_bn, mlp, mobilenet_v2) or a "
       "saved Keras model path.")
+  allow_unsafe_load: bool = option(
+      False, "Load --model and --distill_teacher files even when loading "
+      "can run code they hold (Lambda layers, full-model .h5 files, "
+      "modules outside Keras); only for files you trust.")
   width: float = option(1.0, "Width multiplier of a registered model.",
                        lower=0.01, upper=64.0)
   keras: Optional[int] = option(
@@ -165,10 +169,17 @@ class FitConfig:
       "results.")
   strategy: str = option(
       "default", "mirrored: data-parallel over GPUs, or over "
-      "--num_cpu_devices logical CPU devices.", choices=STRATEGIES)
+      "--num_cpu_devices logical CPU devices; multi_worker: "
+      "MultiWorkerMirroredStrategy over the TF_CONFIG cluster (tf_keras "
+      "models, --keras=2; start it with python -m tf_compress.launch); only "
+      "the chief writes --output_dir.", choices=STRATEGIES)
   num_cpu_devices: int = option(
       2, "Logical CPU devices for --strategy=mirrored on a machine without "
       "GPUs.", lower=1, upper=64)
+  backup_dir: Optional[str] = option(
+      None, "Directory for Keras BackupAndRestore checkpoints of every fit "
+      "(one subdirectory per model): a job restarted after a crash resumes "
+      "each interrupted fit from its last epoch; unset: no backups.")
   verbose: int = option(
       1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
       lower=0, upper=2)
@@ -194,6 +205,9 @@ class FitConfig:
     _check_choice(self, "optimizer", OPTIMIZERS)
     _check_choice(self, "class_weight", CLASS_WEIGHTS)
     _check_choice(self, "strategy", STRATEGIES)
+    if self.backup_dir is not None and (
+        not isinstance(self.backup_dir, str) or not self.backup_dir):
+      config_fail(self, "backup_dir", self.backup_dir, "a non-empty path")
 
 
 @dataclasses.dataclass(frozen=True)

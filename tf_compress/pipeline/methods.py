@@ -227,7 +227,8 @@ def _teacher(baseline, ctx):
   if teacher_spec == "baseline":
     # The Distiller freezes its teacher; freeze a copy, not the baseline.
     return models_lib.clone_with_weights(baseline)
-  teacher = models_lib.load_model(teacher_spec)
+  teacher = models_lib.load_model(
+      teacher_spec, safe_mode=not ctx.config.fit.allow_unsafe_load)
   models_lib.check_model_fits(teacher, ctx.splits.input_shape,
                               ctx.splits.num_classes,
                               source=f"--distill_teacher '{teacher_spec}'")
@@ -243,8 +244,10 @@ def _build_distilled(baseline, ctx):
   """
   config, splits = ctx.config, ctx.splits
   distill = config.distill
-  teacher = _teacher(baseline, ctx)
   with ctx.strategy.scope():
+    # In the scope: tf_keras checks that every variable of the Distiller,
+    # the teacher's too, belongs to the strategy.
+    teacher = _teacher(baseline, ctx)
     student = build_student(distill.student, splits, config.fit.seed,
                             keras_version_of(baseline))
     distiller = distillation.Distiller(

@@ -8,6 +8,7 @@ notebooks call `run()` directly.
 """
 
 import copy
+import functools
 import os
 import time
 
@@ -39,6 +40,7 @@ from tf_compress.pipeline import measures
 from tf_compress.pipeline import methods as methods_lib
 from tf_compress.pipeline import paired
 from tf_compress.pipeline.config import RunConfig
+from tf_compress.pipeline.training import backup_callbacks
 from tf_compress.pipeline.training import BuildContext
 from tf_compress.pipeline.training import build_model_for
 from tf_compress.pipeline.training import class_weights_for
@@ -228,6 +230,9 @@ def _variant_jobs(config):
 
 def _set_up(config):
   """Output directory, devices, seeds; returns the output directory."""
+  if config.fit.strategy == "multi_worker":
+    # Before any op runs: it configures the process's collective ops.
+    distribute.make_strategy("multi_worker")
   output_dir = prepare_output_dir(config.output_dir)
   if config.fit.strategy == "mirrored":
     distribute.configure_logical_cpus(config.fit.num_cpu_devices)
@@ -238,11 +243,32 @@ def _set_up(config):
   return output_dir
 
 
+def _chief_writes(run_fn):
+  """Runs `run_fn(config, argv)` in the directory this worker may write.
+
+  Under `--strategy=multi_worker` every worker runs the whole pipeline (the
+  collective ops must match), but only the chief writes `output_dir`; the
+  others write into a temporary directory that is removed afterwards
+  (`distribute.chief_output_dir`).
+  """
+  @functools.wraps(run_fn)
+  def wrapper(config, argv=None):
+    if config.fit.strategy != "multi_worker":
+      return run_fn(config, argv)
+    with distribute.chief_output_dir(config.output_dir) as output_dir:
+      if output_dir != config.output_dir:
+        config = config.replace(output_dir=output_dir)
+      return run_fn(config, argv)
+  return wrapper
+
+
+@_chief_writes
 def run(config: RunConfig, argv=None):
   """Trains the baseline and the configured compressed variants.
 
   With `config.fit.seeds`, runs everything once per seed instead (see
-  `run_seeds`).
+  `run_seeds`). Under `--strategy=multi_worker` only the chief writes
+  `output_dir`; every worker returns the report.
 
   The baseline is trained first; each enabled method's variant starts from
   it (see `pipeline.methods`). Every variant is evaluated on the test split,
@@ -279,6 +305,7 @@ def run(config: RunConfig, argv=None):
   strategy = distribute.make_strategy(fit.strategy, fit.num_cpu_devices)
   with strategy.scope():
     model = build_model_for(config, splits)
+    distribute.check_engine(model, fit.strategy)
     compile_model(model, config)
 
   validation = splits.validation(fit.batch_size) if splits.num_val else None
@@ -287,6 +314,7 @@ def run(config: RunConfig, argv=None):
       splits.train(fit.batch_size, seed=fit.seed),
       validation_data=validation, epochs=fit.epochs,
       class_weight=class_weights_for(config, splits), verbose=fit.verbose,
+      callbacks=backup_callbacks(config, "baseline", model),
       shuffle=False)  # shuffled by the dataset itself
   timing = {"baseline_train_seconds": round(time.perf_counter() - started, 3)}
   histories = {"baseline": history_dict(history)}
@@ -317,7 +345,10 @@ def run(config: RunConfig, argv=None):
       continue
     ctx = BuildContext(
         config=variant_config, splits=splits, strategy=strategy,
-        compile_fn=lambda m, c=variant_config: compile_model(m, c))
+        compile_fn=lambda m, c=variant_config: compile_model(m, c),
+        # The chain runs several fits: one backup would cross them.
+        callbacks=(() if name == methods_lib.COMBINED_NAME else
+                   tuple(backup_callbacks(variant_config, name, model))))
     started = time.perf_counter()
     result = build(model, ctx)
     timing[f"{name}_train_seconds"] = round(time.perf_counter() - started, 3)
@@ -404,6 +435,7 @@ def _relocated(report, run_name):
   return report
 
 
+@_chief_writes
 def run_seeds(config: RunConfig, argv=None):
   """Runs the whole pipeline once per seed of `config.fit.seeds`.
 
@@ -425,6 +457,8 @@ def run_seeds(config: RunConfig, argv=None):
     name = f"seed_{seed}"
     one = config.replace(seed=seed, seeds=(),
                          output_dir=os.path.join(output_dir, name))
+    if config.fit.backup_dir is not None:
+      one = one.replace(backup_dir=os.path.join(config.fit.backup_dir, name))
     reports.append(run(one, argv))
     runs.append(name)
   report = _relocated(reports[0], runs[0])

@@ -19,7 +19,8 @@ from tf_compress.errors import UserInputError
 
 __all__ = ["BuildContext", "VariantResult", "build_model_for",
            "compile_model", "fine_tune", "fit_epochs", "steps_per_epoch",
-           "class_weights_for", "history_dict", "outputs_probabilities"]
+           "class_weights_for", "history_dict", "outputs_probabilities",
+           "backup_callbacks"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +83,8 @@ def build_model_for(config, splits):
   if not looks_like_path:
     # Let the registry produce its "unknown model" message.
     models_lib.build_model(fit.model, splits.input_shape, splits.num_classes)
-  model = models_lib.load_model(fit.model)
+  model = models_lib.load_model(fit.model,
+                                safe_mode=not fit.allow_unsafe_load)
   saved = keras_version_of(model)
   if fit.keras is not None and fit.keras != saved:
     raise UserInputError(
@@ -131,6 +133,22 @@ def class_weights_for(config, splits):
   return {int(k): float(v)
           for k, v in stats["suggested_class_weights"].items()
           if v is not None}
+
+
+def backup_callbacks(config, name, model):
+  """`[BackupAndRestore(<backup_dir>/<name>)]` for `--backup_dir`, else `[]`.
+
+  The callback comes from `model`'s own Keras. Each model has its own
+  directory, so that a restarted run restores each fit from its own state
+  only; `name` must run one fit (a backup is deleted when its fit ends).
+  The weights, the optimizer and the pruning step are restored, at the last
+  epoch boundary; the data's shuffle order starts afresh.
+  """
+  if config.fit.backup_dir is None:
+    return []
+  keras = keras_of(model)
+  return [keras.callbacks.BackupAndRestore(
+      os.path.join(config.fit.backup_dir, name))]
 
 
 def history_dict(history):

@@ -237,7 +237,7 @@ def pruning_custom_objects():
   return objects
 
 
-def load_pruned_model(path):
+def load_pruned_model(path, safe_mode=True):
   """Loads a model saved in the middle of pruning (`.keras` or `.h5`).
 
   Masks, thresholds and each wrapper's `pruning_step` are weights, so they
@@ -246,12 +246,16 @@ def load_pruned_model(path):
 
   Args:
     path: the saved file.
+    safe_mode: refuse files that would run code on loading, `.h5` ones
+      included (see `tf_compress.load_model`).
 
   Returns:
     The model, with its pruning wrappers (compiled when saved compiled).
 
   Raises:
-    ModelError: the file is missing, corrupt or not a Keras 2 model.
+    ModelError: the file is missing, corrupt, refused by `safe_mode` or
+      not a Keras 2 model.
   """
   with tfmot.sparsity.keras.prune_scope():
-    return load_model(path, custom_objects=pruning_custom_objects())
+    return load_model(path, custom_objects=pruning_custom_objects(),
+                      safe_mode=safe_mode)

@@ -292,7 +292,8 @@ def load_clustered_model(path, num_clusters=None, layers=None,
     layers: Keras 3 only: as given to `cluster_model`.
     layer_types: Keras 3 only: as given to `cluster_model`.
     preserve_sparsity: Keras 3 only: as given to `cluster_model`.
-    safe_mode: Keras 3 only: Keras' safe mode (refuses `Lambda` layers).
+    safe_mode: refuse files that would run code on loading, `.h5` ones
+      included (see `tf_compress.load_model`).
 
   Returns:
     The clustered model. A Keras 3 graph model comes back uncompiled and
@@ -312,4 +313,4 @@ def load_clustered_model(path, num_clusters=None, layers=None,
     return keras3_clustering.load_keras3_clustered_model(
         path, num_clusters, layers, layer_types, preserve_sparsity,
         safe_mode=safe_mode)
-  return load_tfmot_model(path)
+  return load_tfmot_model(path, safe_mode=safe_mode)

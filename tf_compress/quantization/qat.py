@@ -443,15 +443,18 @@ def load_qat_model(path, layers=None, layer_types=None, safe_mode=True):
       not load (see the module docstring).
     layers: Keras 3 only: the `layers` given to `quantize_model`.
     layer_types: Keras 3 only: the `layer_types` given to `quantize_model`.
-    safe_mode: Keras 3 only: Keras' safe mode (refuses `Lambda` layers).
+    safe_mode: refuse files that would run code on loading, `.h5` ones
+      included (see `tf_compress.load_model`): pass False to load a tfmot
+      QAT model from the `.h5` file you saved it to.
 
   Returns:
     The QAT model (compiled when saved compiled).
 
   Raises:
-    ModelError: the file is missing or corrupt, or a `.keras` QAT file.
+    ModelError: the file is missing or corrupt, is refused by `safe_mode`,
+      or is a tfmot `.keras` QAT file.
   """
   if saved_by_keras3(path):
     return keras3_qat.load_keras3_qat_model(path, layers, layer_types,
                                             safe_mode=safe_mode)
-  return load_tfmot_model(path)
+  return load_tfmot_model(path, safe_mode=safe_mode)
