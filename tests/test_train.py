@@ -113,6 +113,18 @@ def test_mirrored_strategy_on_two_cpus(logical_cpus, tmp_path):
   assert np.isfinite(report["history"]["baseline"]["loss"]).all()
 
 
+def test_mirrored_strategy_distills_a_keras3_student(logical_cpus, tmp_path):
+  # The student is built under the strategy; compiling it for evaluation
+  # outside that scope used to fail ("Mixing different tf.distribute
+  # .Strategy objects").
+  report = tf_compress.run(_config(
+      tmp_path, strategy="mirrored", model="mlp", width=0.25, epochs=1,
+      finetune_epochs=1, distill=True, export=(), bootstrap_resamples=100))
+  names = [v["name"] for v in report["variants"]]
+  assert names == ["baseline", "distilled", "student_scratch"]
+  assert all(0.0 < v["top1"] <= 1.0 for v in report["variants"])
+
+
 def test_saved_model_as_model_flag(first_run, tmp_path):
   out, _ = first_run
   report = tf_compress.run(_config(tmp_path, model=str(

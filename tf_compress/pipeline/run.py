@@ -7,6 +7,7 @@ command-line module only turns flags into a `RunConfig`, so tests and
 notebooks call `run()` directly.
 """
 
+import contextlib
 import copy
 import functools
 import os
@@ -165,7 +166,11 @@ def _record_variant(name, model, splits, config, output_dir, extra,
   """
   model_path = os.path.join(output_dir, f"{name}.keras")
   if getattr(model, "optimizer", None) is None:  # Keras 3: unset
-    compile_model(model, config)
+    # In the strategy its variables were made in (a distilled student
+    # built under --strategy=mirrored), or evaluate mixes strategies.
+    strategy = getattr(model, "distribute_strategy", None)
+    with strategy.scope() if strategy else contextlib.nullcontext():
+      compile_model(model, config)
   models_lib.save_model(model, model_path, include_optimizer=False)
   entry = {"name": name}
   metrics, keras_predictions = measures.evaluate_model(
