@@ -1,6 +1,8 @@
 """Mixed precision and the 4-bit modes: keep_float, auto_keep_float,
 int4_weight_only and int4_blockwise, read back from the flatbuffer."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -208,3 +210,35 @@ def test_int4_blockwise_quantizes_the_dense_layers(healthy, splits):
                                  "int16x8")
   assert export.EDGE_QUANTIZER_MODES == ("int4_weight_only",
                                          "int4_blockwise")
+
+
+@pytest.fixture(scope="module")
+def digits32_fragile():
+  """The fragile CNN trained 4 epochs on 5,000 digits32 images (32x32x3);
+  1,000 validation and 1,000 test images."""
+  import keras  # pylint: disable=g-import-not-at-top
+  full = tf_compress.load_dataset("digits32", seed=0)
+  small = dataclasses.replace(
+      full, x_train=full.x_train[:5000], y_train=full.y_train[:5000],
+      x_val=full.x_val[:1000], y_val=full.y_val[:1000],
+      x_test=full.x_test[:1000], y_test=full.y_test[:1000])
+  model = fragile_models.untrained_cnn(keras, small, seed=0)
+  model.compile(
+      "adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(small.x_train, small.y_train, epochs=4, batch_size=64,
+            verbose=0, shuffle=False)
+  return fragile_models.make_fragile(model), small
+
+
+def test_auto_keep_float_on_digits32(digits32_fragile):
+  # Issue 17: within budget on digits32, with fewer float layers than all
+  # of them, and a file smaller than float16.
+  model, small = digits32_fragile
+  choice = quantization.auto_keep_float(model, small, max_drop=1.0,
+                                        num_resamples=200)
+  assert choice["int8_drop"] > 1.0  # plain int8 misses the budget
+  assert choice["met"] and choice["drop"] <= 1.0
+  assert 0 < len(choice["keep_float"]) < choice["num_candidates"] == 4
+  assert fragile_models.FRAGILE in choice["keep_float"]
+  float16 = export.convert_to_tflite(model, "float16")
+  assert choice["bytes"] < 0.6 * len(float16)
