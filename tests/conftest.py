@@ -7,11 +7,15 @@ machine.
 
 import pathlib
 
+from absl import app
+from absl.testing import flagsaver
 import pytest
 
 import tf_compress
 from tf_compress._keras import tf
 from tf_compress._tfmot import import_tfmot
+from tf_compress.cli import train
+from tf_compress.cli.common import parse_flags_or_exit
 
 tf_compress.configure_logical_cpus(2)
 # Tests of the tfmot engine import tfmot directly, which would set
@@ -41,3 +45,19 @@ def logical_cpus():
   devices = [d.name for d in tf.config.list_logical_devices("CPU")]
   assert len(devices) >= 2, devices
   return devices
+
+
+@pytest.fixture
+def train_cli(capsys):
+  """`run(argv)`: the train command in this process -> (exit code, stderr
+  lines). The flags are restored afterwards."""
+  train.define_flags()  # idempotent: the command's flags, on absl's FLAGS
+
+  def run(argv):
+    with flagsaver.flagsaver():
+      with pytest.raises(SystemExit) as info:
+        app.run(train.main, argv=["train"] + list(argv),
+                flags_parser=parse_flags_or_exit)
+    return info.value.code, capsys.readouterr().err.strip().splitlines()
+
+  return run

@@ -13,8 +13,6 @@ of a real process once.
 import json
 import pathlib
 
-from absl import app
-from absl.testing import flagsaver
 import keras
 import numpy as np
 import pytest
@@ -22,7 +20,6 @@ import pytest
 import tf_compress
 from tf_compress import pipeline
 from tf_compress.cli import train
-from tf_compress.cli.common import parse_flags_or_exit
 
 train.define_flags()  # the command's flags, on absl's FLAGS
 
@@ -93,16 +90,9 @@ def test_saved_keras3_model_is_compressed_by_the_native_engine(tmp_path):
   assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.01)
 
 
-def _train_cli(argv, capsys):
-  """Runs the train command in-process: (exit code, stderr lines)."""
-  with flagsaver.flagsaver():
-    with pytest.raises(SystemExit) as info:
-      app.run(train.main, argv=["train"] + argv,
-              flags_parser=parse_flags_or_exit)
-  return info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
-def test_model_file_and_keras_flag_disagree_exit_2(tmp_path, capsys):
+def test_model_file_and_keras_flag_disagree_exit_2(tmp_path, train_cli):
   _, path = _saved(tmp_path, 2)
   garbage = tmp_path / "garbage.keras"
   garbage.write_bytes(b"PK\x03\x04 not really a zip")
@@ -110,9 +100,9 @@ def test_model_file_and_keras_flag_disagree_exit_2(tmp_path, capsys):
       ([f"--model={path}", "--keras=3"], "was saved by tf_keras"),
       ([f"--model={garbage}"], "could not load the model"),
   ]:
-    code, lines = _train_cli(
+    code, lines = train_cli(
         args + [f"--output_dir={tmp_path / 'out'}", "--epochs=1",
-                "--verbose=0"], capsys)
+                "--verbose=0"])
     assert code == 2, lines[-20:]
     errors = [line for line in lines if line.startswith("error:")]
     assert len(errors) == 1 and needle in errors[0], lines[-20:]

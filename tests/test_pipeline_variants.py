@@ -4,12 +4,9 @@ import json
 
 import numpy as np
 import pytest
-from absl import app
-from absl.testing import flagsaver
 
 import tf_compress
 from tf_compress.cli import train
-from tf_compress.cli.common import parse_flags_or_exit
 
 train.define_flags()  # the command's flags, on absl's FLAGS
 
@@ -182,12 +179,6 @@ def test_global_and_m_by_n_variants_under_mirrored(logical_cpus, tmp_path):
   assert (np.sum(groups == 0, axis=-1) >= 2).all()
 
 
-def _cli(argv, capsys):
-  with flagsaver.flagsaver():
-    with pytest.raises(SystemExit) as info:
-      app.run(train.main, argv=["train"] + argv,
-              flags_parser=parse_flags_or_exit)
-  return info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
 @pytest.mark.parametrize("argv,expect", [
@@ -203,9 +194,8 @@ def _cli(argv, capsys):
     (["--slice_ratio=0.99", "--epochs=1", "--export="], "remove"),
 ], ids=["sparsity-1", "sparsity-neg", "end-before-begin", "m-by-n",
         "slice-range", "criterion", "export-mode", "slice-everything"])
-def test_bad_compression_flags_exit_2(argv, expect, tmp_path, capsys):
-  code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"],
-                     capsys)
+def test_bad_compression_flags_exit_2(argv, expect, tmp_path, train_cli):
+  code, lines = train_cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"])
   assert code == 2
   assert lines[-1].startswith("error: ") and expect in lines[-1], lines
 
@@ -238,9 +228,8 @@ def test_qat_and_clustered_variants(tmp_path):
      "(--qat_freeze_epoch) must be in [0, finetune_epochs=3)"),
     (["--benchmark_threads=0"], "benchmark_threads"),
 ], ids=["cluster-count", "qat-scheme", "freeze-epoch", "threads"])
-def test_bad_quantization_flags_exit_2(argv, expect, tmp_path, capsys):
-  code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"],
-                     capsys)
+def test_bad_quantization_flags_exit_2(argv, expect, tmp_path, train_cli):
+  code, lines = train_cli(argv + [f"--output_dir={tmp_path}", "--verbose=0"])
   assert code == 2
   assert lines[-1].startswith("error: ") and expect in lines[-1], lines
 
@@ -280,8 +269,8 @@ def test_distilled_scratch_and_adversarial_variants(tmp_path):
       "--export="], "unknown model 'nonexistent'"),
 ], ids=["temperature", "alpha", "epsilon", "eval-eps", "student"])
 def test_bad_distill_adversarial_flags_exit_2(argv, expect, tmp_path,
-                                              capsys):
-  code, lines = _cli(argv + [f"--output_dir={tmp_path}", "--verbose=0",
-                             "--benchmark_runs=0"], capsys)
+                                              train_cli):
+  code, lines = train_cli(argv + [f"--output_dir={tmp_path}", "--verbose=0",
+                                  "--benchmark_runs=0"])
   assert code == 2
   assert lines[-1].startswith("error: ") and expect in lines[-1], lines

@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import pytest
-from absl import app
 from absl.testing import flagsaver
 
 import tf_compress
@@ -144,13 +143,6 @@ def test_mlp_on_tabular_with_balanced_weights(tmp_path):
 # ---------------------------------------------------------------- the CLI
 
 
-def _cli(argv, capsys):
-  with flagsaver.flagsaver():
-    with pytest.raises(SystemExit) as info:
-      app.run(train.main, argv=["train"] + argv,
-              flags_parser=parse_flags_or_exit)
-  captured = capsys.readouterr()
-  return info.value.code, captured.err.strip().splitlines()
 
 
 def _bad_npz(tmp_path, name, **arrays):
@@ -165,7 +157,7 @@ def _bad_npz(tmp_path, name, **arrays):
     "unwritable-output", "missing-model", "positional-arg",
     "sweep-out-of-range", "sweep-not-a-number",
 ])
-def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
+def test_bad_input_exits_2_with_one_line(case, tmp_path, train_cli):
   out = tmp_path / "out"
   argv = {
       "unknown-dataset": ["--dataset=no_such_data"],
@@ -212,18 +204,17 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
     blocker.write_text("x")
     out = blocker / "sub"
     argv = []
-  code, lines = _cli(argv + [f"--output_dir={out}", "--epochs=1",
-                             "--verbose=0"], capsys)
+  code, lines = train_cli(argv + [f"--output_dir={out}", "--epochs=1",
+                                  "--verbose=0"])
   assert code == 2
   assert len(lines) >= 1 and lines[-1].startswith("error: "), lines
   assert expect in lines[-1]
   assert "Traceback" not in "\n".join(lines)
 
 
-def test_failed_run_keeps_previous_report(tmp_path, capsys):
+def test_failed_run_keeps_previous_report(tmp_path, train_cli):
   (tmp_path / "report.json").write_text('{"old": true}')
-  code, _ = _cli([f"--output_dir={tmp_path}", "--dataset=no_such_data"],
-                 capsys)
+  code, _ = train_cli([f"--output_dir={tmp_path}", "--dataset=no_such_data"])
   assert code == 2
   assert json.loads((tmp_path / "report.json").read_text()) == {"old": True}
 
