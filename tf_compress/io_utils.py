@@ -67,8 +67,6 @@ def make_partial_file(path, suffix=".tmp"):
 
 def _writer_alive(pid):
   """Whether process `pid` still runs (or cannot be signalled by us)."""
-  if pid == os.getpid():
-    return True
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
