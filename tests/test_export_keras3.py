@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 import pytest
 
 import tf_compress
@@ -112,3 +113,41 @@ def test_unbuilt_subclassed_model_gets_a_clear_error(tmp_path):
   with pytest.raises(tf_compress.ModelError, match="no symbolic inputs"):
     export.export_tflite(TinyNet(), tmp_path / "net.tflite", "float32")
   assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("structure", ["tensor", "list", "dict", "two"])
+def test_input_structures_export_and_agree(tmp_path, structure):
+  # One input (a tensor, or a list of one) is saved as one function; a dict
+  # or several inputs go through Keras' export. Each file is LiteRT's
+  # equal of the Keras model.
+  keras.utils.set_random_seed(0)
+  first = keras.Input((4,), name="first")
+  second = keras.Input((3,), name="second")
+  x = (keras.layers.Concatenate()([first, second]) if structure == "two"
+       else first)
+  outputs = keras.layers.Dense(3, name="out")(x)
+  model = keras.Model({"tensor": first, "list": [first],
+                       "dict": {"first": first},
+                       "two": [first, second]}[structure], outputs)
+  rng = np.random.default_rng(1)
+  a = rng.normal(size=(6, 4)).astype("float32")
+  b = rng.normal(size=(6, 3)).astype("float32")
+  info = export.export_tflite(model, tmp_path / "m.tflite", "float32")
+  assert info["kernel_dtypes"] == {"float32": 1}
+  feeds = {"tensor": [a], "list": [a], "dict": [a], "two": [a, b]}[structure]
+  expected = keras.ops.convert_to_numpy(model(
+      {"first": a} if structure == "dict" else
+      feeds if structure in ("list", "two") else a))
+  interpreter = Interpreter(model_path=str(tmp_path / "m.tflite"))
+  interpreter.allocate_tensors()
+  details = sorted(interpreter.get_input_details(),
+                   key=lambda d: "second" in d["name"])
+  assert len(details) == len(feeds)
+  for detail, value in zip(details, feeds):
+    interpreter.resize_tensor_input(detail["index"], value.shape)
+  interpreter.allocate_tensors()
+  for detail, value in zip(details, feeds):
+    interpreter.set_tensor(detail["index"], value)
+  interpreter.invoke()
+  got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+  np.testing.assert_allclose(got, expected, atol=1e-5)
