@@ -19,8 +19,8 @@ Measured (2-core AMD EPYC, avx2 fma; digits32, 8 teacher and 8 student
 epochs, batch 64; test differences, validation in brackets):
   width 0.25, T=4, alpha=0.1 (the default): seed 0 -1.7 pt (val -1.1);
   T=2, alpha=0.5: +0.1, +0.3, -0.7 (val +1.0, -0.4, -0.6; mean -0.02);
-  T=4, alpha=0.5: seeds 1, 2: -2.2, +0.4 (val -2.6, +0.4);
-  T=1, alpha=0.5: seeds 1, 2: -0.1, +1.2 (val -0.6, +0.3);
+  T=4, alpha=0.5: -1.4, -2.2, +0.4 (val -0.8, -2.6, +0.4; mean -1.0);
+  T=1, alpha=0.5: -0.4, -0.1, +1.2 (val -0.5, -0.6, +0.3; mean -0.27);
   width 0.5, seed 0: T=4/alpha=0.1 -1.0 (val -0.2), T=2/alpha=0.5 -0.8
   (val +0.4).
 No setting beats the scratch student on validation across the seeds; the
