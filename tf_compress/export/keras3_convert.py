@@ -108,9 +108,8 @@ def keras3_converter(model, workdir):
   shapes = keras3_input_shapes(model)
   path = os.path.join(workdir, "saved_model")
   # Named (dict) or several inputs keep Keras' own structure handling.
-  structure = getattr(model, "_inputs_struct", None)
-  if len(shapes) == 1 and not isinstance(structure, dict) and (
-      structure is None or len(tf.nest.flatten(structure)) == 1):
+  if len(shapes) == 1 and not isinstance(
+      getattr(model, "_inputs_struct", None), dict):
     _single_input_saved_model(model, shapes[0], path)
   else:
     model.export(path, format="tf_saved_model", verbose=False)

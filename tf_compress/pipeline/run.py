@@ -464,8 +464,8 @@ def run_seeds(config: RunConfig, argv=None):
                          output_dir=os.path.join(output_dir, name))
     if config.fit.backup_dir is not None:
       one = one.replace(backup_dir=os.path.join(config.fit.backup_dir, name))
-    # Unwrapped: this worker's directory is chosen once, above.
-    reports.append(run.__wrapped__(one, argv))
+    # A non-chief's nested run stays in its directory (chief_output_dir).
+    reports.append(run(one, argv))
     runs.append(name)
   report = _relocated(reports[0], runs[0])
   report["seeds"] = summarize_seeds(reports, seeds, runs)
