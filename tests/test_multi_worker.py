@@ -23,6 +23,7 @@ from absl import flags
 
 import tf_compress
 from tf_compress import distribute
+from tf_compress import keras3_backup
 from tf_compress import pruning
 from tf_compress._keras import keras_module
 from tf_compress._keras import tf
@@ -34,19 +35,25 @@ from tf_compress.pipeline.training import compile_model
 
 HERE = os.path.abspath(__file__)
 PYTHON = sys.executable
-# Tiny tf_keras runs; the same global batch and seed for both strategies.
+# Tiny runs; the same global batch and seed for both strategies.
 TRAIN_FLAGS = [
     "--keras=2", "--model=mlp", "--width=0.25", "--epochs=2",
     "--finetune_epochs=1", "--batch_size=64", "--learning_rate=0.01",
     "--prune_sparsity=0.5", "--prune_frequency=2", "--validation_fraction=0",
     "--export=", "--benchmark_runs=0", "--bootstrap_resamples=100",
     "--verbose=0", "--deterministic"]
+# The variants each engine trains under 2 workers (tfmot's QAT does not
+# support distribution upstream).
+ENGINES = ("2", "3")
+ENGINE_FLAGS = {"2": [], "3": ["--keras=3", "--qat", "--cluster_count=8",
+                               "--distill"]}
 JOB_EPOCHS = 3
 KILL_AT = (1, 3)  # (epoch, batch) at which worker 1 SIGKILLs itself
 
 
-def _prune_job(out_path, backup_dir, strategy_name, kill_at):
-  """Prunes a tiny tf_keras MLP on digits under `BackupAndRestore`.
+def _prune_job(out_path, backup_dir, strategy_name, kill_at,
+               keras_version="2"):
+  """Prunes a tiny MLP on digits under `BackupAndRestore`.
 
   Every epoch sees the same batch order, so that an epoch restarted after
   a crash sees the batches an uninterrupted run saw. The chief saves each
@@ -58,10 +65,13 @@ def _prune_job(out_path, backup_dir, strategy_name, kill_at):
     backup_dir: the `BackupAndRestore` directory.
     strategy_name: `multi_worker` (under the launcher) or `mirrored`.
     kill_at: `"epoch,batch"` at which worker 1 sends itself SIGKILL, or "".
+    keras_version: "2" (tf_keras, tfmot and its callback) or "3" (Keras 3,
+      the native engine and `keras3_backup.BackupAndRestore`).
   """
   # First: MultiWorkerMirroredStrategy must exist before any op runs.
   strategy = distribute.make_strategy(strategy_name, 2)
-  tf_keras = keras_module(2)
+  version = int(keras_version)
+  keras = keras_module(version)
   # The shuffle's order depends on the global seed too: fix it, since the
   # mirrored reference runs in the test process, after other tests.
   tf.random.set_seed(0)
@@ -76,13 +86,13 @@ def _prune_job(out_path, backup_dir, strategy_name, kill_at):
   with strategy.scope():
     base = tf_compress.build_model("mlp", splits.input_shape,
                                    splits.num_classes, width=0.25, seed=0,
-                                   keras_version=2)
+                                   keras_version=version)
     model = pruning.prune_model(base, pruning.PruningConfig(
         target_sparsity=0.8, schedule="polynomial", begin_epoch=0,
         end_epoch=JOB_EPOCHS, frequency=2), steps_per_epoch=steps)
     compile_model(model, config)
 
-  class KillAt(tf_keras.callbacks.Callback):
+  class KillAt(keras.callbacks.Callback):
     """Worker 1 sends itself SIGKILL at one batch (a crash mid-epoch)."""
 
     def __init__(self):
@@ -99,9 +109,10 @@ def _prune_job(out_path, backup_dir, strategy_name, kill_at):
           f"{self.epoch},{batch}" == kill_at):
         os.kill(os.getpid(), signal.SIGKILL)
 
-  model.fit(train, epochs=JOB_EPOCHS, verbose=0, callbacks=[
-      pruning.PruningCallback(), tf_keras.callbacks.BackupAndRestore(
-          backup_dir), KillAt()])
+  backup = (keras3_backup.BackupAndRestore(backup_dir) if version == 3
+            else keras.callbacks.BackupAndRestore(backup_dir))
+  model.fit(train, epochs=JOB_EPOCHS, verbose=0, shuffle=False,
+            callbacks=[pruning.PruningCallback(), backup, KillAt()])
   if distribute.is_chief():
     stripped = pruning.strip_pruning(model)
     masks = {layer.name: np.asarray(layer.kernel) != 0
@@ -112,9 +123,10 @@ def _prune_job(out_path, backup_dir, strategy_name, kill_at):
              accuracy=accuracy, **masks)
 
 
-def _job_command(out_path, backup_dir, strategy_name, kill_at=""):
+def _job_command(out_path, backup_dir, strategy_name, kill_at,
+                 keras_version):
   return [PYTHON, HERE, "job", str(out_path), str(backup_dir), strategy_name,
-          kill_at]
+          kill_at, keras_version]
 
 
 def _env(**extra):
@@ -136,7 +148,7 @@ def _launch(command):
 def _kill_then_resume(job):
   killed = _launch(job)
   left = os.path.exists(job[3])
-  return killed, left, _launch(job[:-1] + [""])
+  return killed, left, _launch(job[:-2] + ["", job[-1]])
 
 
 def _train_in_process(output_dir, *extra):
@@ -150,30 +162,39 @@ def _train_in_process(output_dir, *extra):
 def runs(tmp_path_factory, logical_cpus):
   """Every heavy run, started together; `(exit code, output)` by name.
 
-  On 2 workers (processes started by the launcher): `train`, the train
-  command with TRAIN_FLAGS; `killed` then `resumed`, `_prune_job` with
+  For each engine E (2: tfmot, 3: Keras 3), on 2 workers (processes
+  started by the launcher): `train{E}`, the train command with TRAIN_FLAGS
+  and ENGINE_FLAGS[E]; `killed{E}` then `resumed{E}`, `_prune_job` with
   worker 1 killed mid-epoch, then launched again on the same backup.
   Meanwhile, in this process, the references under MirroredStrategy over
-  2 logical CPUs: the same train run (`mirrored_train`) and the same job,
-  not interrupted (`mirrored.npz`).
+  2 logical CPUs: the same train runs (`mirrored_train{E}`) and the same
+  jobs, not interrupted (`mirrored{E}.npz`).
   """
   del logical_cpus  # split by conftest before any op ran
   root = tmp_path_factory.mktemp("multi_worker")
-  job = _job_command(root / "resumed.npz", root / "backup", "multi_worker",
-                     ",".join(map(str, KILL_AT)))
-  train = launch.worker_command(
-      launch.TRAIN_MODULE, TRAIN_FLAGS + [f"--output_dir={root / 'chief'}"])
   results = {"root": root}
+  pending = {}
   with futures.ThreadPoolExecutor(2) as pool:
-    trained = pool.submit(_launch, train)
-    interrupted = pool.submit(_kill_then_resume, job)
-    _prune_job(root / "mirrored.npz", root / "backup_mirrored", "mirrored",
-               "")
-    results["mirrored_train"] = _train_in_process(
-        root / "mirrored", "--strategy=mirrored", "--num_cpu_devices=2")
-    results["train"] = trained.result()
-    (results["killed"], results["result_after_kill"],
-     results["resumed"]) = interrupted.result()
+    for engine in ENGINES:
+      train = launch.worker_command(
+          launch.TRAIN_MODULE, TRAIN_FLAGS + ENGINE_FLAGS[engine] + [
+              f"--output_dir={root / f'chief{engine}'}"])
+      pending[f"train{engine}"] = pool.submit(_launch, train)
+      job = _job_command(root / f"resumed{engine}.npz",
+                         root / f"backup{engine}", "multi_worker",
+                         ",".join(map(str, KILL_AT)), engine)
+      pending[f"interrupted{engine}"] = pool.submit(_kill_then_resume, job)
+    for engine in ENGINES:
+      _prune_job(root / f"mirrored{engine}.npz",
+                 root / f"backup_mirrored{engine}", "mirrored", "", engine)
+      results[f"mirrored_train{engine}"] = _train_in_process(
+          root / f"mirrored{engine}", "--strategy=mirrored",
+          "--num_cpu_devices=2", *ENGINE_FLAGS[engine])
+    for engine in ENGINES:
+      results[f"train{engine}"] = pending[f"train{engine}"].result()
+      (results[f"killed{engine}"], results[f"result_after_kill{engine}"],
+       results[f"resumed{engine}"]) = pending[
+           f"interrupted{engine}"].result()
   return results
 
 
@@ -202,21 +223,30 @@ def _assert_same_masks(masks, expected, density):
     np.testing.assert_array_equal(masks[layer], mask, err_msg=layer)
 
 
+VARIANTS = {"2": ["baseline", "pruned"],
+            "3": ["baseline", "pruned", "qat", "clustered", "distilled",
+                  "student_scratch"]}
+
+
 @pytest.mark.slow
-def test_two_workers_match_mirrored_on_two_cpus(runs):
-  output = _ok(runs, "train")
-  chief, mirrored = runs["root"] / "chief", runs["root"] / "mirrored"
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_workers_match_mirrored_on_two_cpus(runs, engine):
+  output = _ok(runs, f"train{engine}")
+  chief = runs["root"] / f"chief{engine}"
+  mirrored = runs["root"] / f"mirrored{engine}"
   with open(chief / "report.json") as f:
     ours = json.load(f)
-  theirs = runs["mirrored_train"]
+  theirs = runs[f"mirrored_train{engine}"]
   assert ours["config"]["strategy"] == "multi_worker"
   assert theirs["config"]["strategy"] == "mirrored"
-  assert ours["engine"] == theirs["engine"] == "tfmot"
-  assert [v["name"] for v in ours["variants"]] == ["baseline", "pruned"]
+  assert ours["engine"] == theirs["engine"] == {"2": "tfmot",
+                                                "3": "keras3"}[engine]
+  assert [v["name"] for v in ours["variants"]] == VARIANTS[engine]
+  assert [v["name"] for v in theirs["variants"]] == VARIANTS[engine]
   for a, b in zip(ours["variants"], theirs["variants"]):
     assert abs(a["top1"] - b["top1"]) <= 0.01, (a["name"], a["top1"],
                                                  b["top1"])
-  assert ours["variants"][0]["top1"] > 0.5  # it did learn
+    assert a["top1"] > 0.5, a["name"]  # every variant learned
   sparsity = ours["variants"][1]["sparsity"]["overall"]
   assert sparsity == pytest.approx(0.5, abs=0.01)
   assert sparsity == theirs["variants"][1]["sparsity"]["overall"]
@@ -227,8 +257,8 @@ def test_two_workers_match_mirrored_on_two_cpus(runs):
 
 @pytest.mark.slow
 def test_only_the_chief_writes(runs):
-  output = _ok(runs, "train")
-  chief = runs["root"] / "chief"
+  output = _ok(runs, "train3")
+  chief = runs["root"] / "chief3"
   assert (chief / "report.json").is_file()
   assert f"[worker 0] wrote {chief}/report.json" in output
   # Worker 1 ran the whole pipeline in a temporary directory, now removed.
@@ -240,21 +270,22 @@ def test_only_the_chief_writes(runs):
 
 
 @pytest.mark.slow
-def test_killed_worker_fails_the_launch_and_resume_matches(runs):
-  code, output = runs["killed"]
+@pytest.mark.parametrize("engine", ENGINES)
+def test_killed_worker_fails_the_launch_and_resume_matches(runs, engine):
+  code, output = runs[f"killed{engine}"]
   assert code == launch.WORKER_FAILED_EXIT_CODE, output[-3000:]
   assert "[worker 1] epoch 1" in output
   assert "error: worker 1 was killed by SIGKILL; stopped the other workers" \
       in output
-  assert not runs["result_after_kill"]
+  assert not runs[f"result_after_kill{engine}"]
   # The restarted job resumed at the interrupted epoch, from the backup.
-  output = _ok(runs, "resumed")
+  output = _ok(runs, f"resumed{engine}")
   assert "[worker 0] epoch 0" not in output
   assert "[worker 0] epoch 1" in output
-  resumed = np.load(runs["root"] / "resumed.npz")
+  resumed = np.load(runs["root"] / f"resumed{engine}.npz")
   # Not interrupted: the same job under MirroredStrategy, which 2 workers
   # match to the bit (test_two_workers_match_mirrored_on_two_cpus).
-  uninterrupted = np.load(runs["root"] / "mirrored.npz")
+  uninterrupted = np.load(runs["root"] / f"mirrored{engine}.npz")
   assert float(resumed["sparsity"]) == pytest.approx(0.8, abs=0.01)
   assert float(resumed["sparsity"]) == float(uninterrupted["sparsity"])
   _assert_same_masks(_masks(resumed), _masks(uninterrupted), 0.2)
@@ -394,20 +425,6 @@ def test_multi_worker_after_tensorflow_started(monkeypatch):
     distribute.make_strategy("multi_worker")
 
 
-def test_keras3_models_are_refused_under_multi_worker(digits):
-  keras3 = tf_compress.build_model("mlp", digits.input_shape,
-                                   digits.num_classes, width=0.25)
-  with pytest.raises(tf_compress.UserInputError,
-                     match=r"--strategy=multi_worker trains tf_keras models "
-                     r"only.*--keras=2"):
-    distribute.check_engine(keras3, "multi_worker")
-  distribute.check_engine(keras3, "mirrored")
-  tf_keras_model = tf_compress.build_model(
-      "mlp", digits.input_shape, digits.num_classes, width=0.25,
-      keras_version=2)
-  distribute.check_engine(tf_keras_model, "multi_worker")
-
-
 def test_backup_callbacks_follow_the_model_and_the_flag(digits, tmp_path):
   config = tf_compress.RunConfig.from_flat(backup_dir=str(tmp_path))
   for version in (3, 2):
@@ -415,8 +432,9 @@ def test_backup_callbacks_follow_the_model_and_the_flag(digits, tmp_path):
                                     digits.num_classes, width=0.25,
                                     keras_version=version)
     (callback,) = backup_callbacks(config, "pruned", model)
-    assert isinstance(callback,
-                      keras_module(version).callbacks.BackupAndRestore)
+    assert type(callback) is {  # pylint: disable=unidiomatic-typecheck
+        3: keras3_backup.BackupAndRestore,
+        2: keras_module(2).callbacks.BackupAndRestore}[version]
     assert callback.backup_dir == str(tmp_path / "pruned")
     assert backup_callbacks(tf_compress.RunConfig(), "pruned", model) == []
 
@@ -431,4 +449,4 @@ def test_backup_dir_is_a_validated_field():
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["job"]:
-    _prune_job(*sys.argv[2:6])
+    _prune_job(*sys.argv[2:7])

@@ -5,7 +5,9 @@ cluster that the `TF_CONFIG` environment variable describes, as TensorFlow
 users expect. Every worker runs the same program; only the chief keeps what
 it writes (`chief_output_dir`), the pattern TensorFlow documents.
 `local_cluster` gives the `TF_CONFIG` of N workers on this machine (what
-`python -m tf_compress.launch` starts).
+`python -m tf_compress.launch` starts). Both engines train under it: for
+Keras 3 models, creating the strategy installs two fixes to Keras 3.15's
+trainer (`_keras3_multi_worker`).
 """
 
 import contextlib
@@ -15,13 +17,13 @@ import shutil
 import socket
 import tempfile
 
-from tf_compress._keras import keras_version_of
+from tf_compress import _keras3_multi_worker
 from tf_compress._keras import tf
 from tf_compress.errors import UserInputError
 
 __all__ = ["configure_logical_cpus", "make_strategy", "STRATEGIES",
            "TF_CONFIG", "cluster_task", "is_chief", "chief_output_dir",
-           "check_engine", "local_cluster", "free_ports"]
+           "local_cluster", "free_ports"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"
@@ -164,6 +166,8 @@ def _multi_worker_strategy():
     raise UserInputError(
         f"cannot start MultiWorkerMirroredStrategy ({exc}): it must be "
         "created before any TensorFlow op runs in the process") from None
+  # Keras 3's fit needs two fixes under this strategy (tf_keras does not).
+  _keras3_multi_worker.install()
   _MULTI_WORKER.append(strategy)
   return strategy
 
@@ -200,25 +204,6 @@ def make_strategy(name="default", num_cpu_devices=2):
         devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
   raise UserInputError(f"unknown strategy {name!r}: expected one of "
                        f"{', '.join(STRATEGIES)}")
-
-
-def check_engine(model, name):
-  """Raises when strategy `name` cannot train `model`'s Keras.
-
-  Keras 3.15's `fit` fails under `MultiWorkerMirroredStrategy` (it reduces
-  the scalar logs along axis 0 across workers; reproduced with Keras 3.15.1
-  and TensorFlow 2.21), so `multi_worker` trains tf_keras models (the tfmot
-  engine) only.
-
-  Raises:
-    UserInputError: naming --strategy and what to pass instead.
-  """
-  if name == "multi_worker" and keras_version_of(model) == 3:
-    raise UserInputError(
-        "--strategy=multi_worker trains tf_keras models only: Keras 3's fit "
-        "fails under MultiWorkerMirroredStrategy (Keras 3.15). "
-        "Pass --keras=2 (the tfmot engine), or --strategy=mirrored on one "
-        "machine")
 
 
 def free_ports(count, host="localhost"):

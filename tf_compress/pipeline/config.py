@@ -170,9 +170,9 @@ class FitConfig:
   strategy: str = option(
       "default", "mirrored: data-parallel over GPUs, or over "
       "--num_cpu_devices logical CPU devices; multi_worker: "
-      "MultiWorkerMirroredStrategy over the TF_CONFIG cluster (tf_keras "
-      "models, --keras=2; start it with python -m tf_compress.launch); only "
-      "the chief writes --output_dir.", choices=STRATEGIES)
+      "MultiWorkerMirroredStrategy over the TF_CONFIG cluster (start it "
+      "with python -m tf_compress.launch); only the chief writes "
+      "--output_dir.", choices=STRATEGIES)
   num_cpu_devices: int = option(
       2, "Logical CPU devices for --strategy=mirrored on a machine without "
       "GPUs.", lower=1, upper=64)

@@ -310,7 +310,6 @@ def run(config: RunConfig, argv=None):
   strategy = distribute.make_strategy(fit.strategy, fit.num_cpu_devices)
   with strategy.scope():
     model = build_model_for(config, splits)
-    distribute.check_engine(model, fit.strategy)
     compile_model(model, config)
 
   validation = splits.validation(fit.batch_size) if splits.num_val else None

@@ -12,6 +12,7 @@ import os
 from typing import Callable, Tuple
 
 from tf_compress import data as data_lib
+from tf_compress import keras3_backup
 from tf_compress import models as models_lib
 from tf_compress._keras import keras_of
 from tf_compress._keras import keras_version_of
@@ -142,13 +143,15 @@ def backup_callbacks(config, name, model):
   directory, so that a restarted run restores each fit from its own state
   only; `name` must run one fit (a backup is deleted when its fit ends).
   The weights, the optimizer and the pruning step are restored, at the last
-  epoch boundary; the data's shuffle order starts afresh.
+  epoch boundary; the data's shuffle order starts afresh. Keras 3 models
+  get `keras3_backup.BackupAndRestore` (only the chief writes, atomically).
   """
   if config.fit.backup_dir is None:
     return []
-  keras = keras_of(model)
-  return [keras.callbacks.BackupAndRestore(
-      os.path.join(config.fit.backup_dir, name))]
+  path = os.path.join(config.fit.backup_dir, name)
+  if keras_version_of(model) == 3:
+    return [keras3_backup.BackupAndRestore(path)]
+  return [keras_of(model).callbacks.BackupAndRestore(path)]
 
 
 def history_dict(history):
