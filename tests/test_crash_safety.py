@@ -156,7 +156,6 @@ def test_every_file_is_whole_after_each_kill(killed, reference):
         f"{sum(bool(p) for _, _, _, p in kills)}")
   assert min(counts) == 0 and max(counts) >= 2, counts
   assert [v["name"] for v in report["variants"]] == ["baseline"]
-  assert seconds > 0
 
 
 def test_rerun_completes_with_the_same_report(killed, reference, repo_root):
