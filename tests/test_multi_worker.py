@@ -45,6 +45,9 @@ TRAIN_FLAGS = [
 # The variants each engine trains under 2 workers (tfmot's QAT does not
 # support distribution upstream).
 ENGINES = ("2", "3")
+# Kill and resume on Keras 3 only: tf_keras' BackupAndRestore is its own
+# multi-worker callback; ours (keras3_backup) is the one to prove here.
+RESUME_ENGINES = ("3",)
 ENGINE_FLAGS = {"2": [], "3": ["--keras=3", "--qat", "--cluster_count=8",
                                "--distill"]}
 JOB_EPOCHS = 3
@@ -164,8 +167,9 @@ def runs(tmp_path_factory, logical_cpus):
 
   For each engine E (2: tfmot, 3: Keras 3), on 2 workers (processes
   started by the launcher): `train{E}`, the train command with TRAIN_FLAGS
-  and ENGINE_FLAGS[E]; `killed{E}` then `resumed{E}`, `_prune_job` with
-  worker 1 killed mid-epoch, then launched again on the same backup.
+  and ENGINE_FLAGS[E]; for E in RESUME_ENGINES, `killed{E}` then
+  `resumed{E}`, `_prune_job` with worker 1 killed mid-epoch, then launched
+  again on the same backup.
   Meanwhile, in this process, the references under MirroredStrategy over
   2 logical CPUs: the same train runs (`mirrored_train{E}`) and the same
   jobs, not interrupted (`mirrored{E}.npz`).
@@ -180,18 +184,21 @@ def runs(tmp_path_factory, logical_cpus):
           launch.TRAIN_MODULE, TRAIN_FLAGS + ENGINE_FLAGS[engine] + [
               f"--output_dir={root / f'chief{engine}'}"])
       pending[f"train{engine}"] = pool.submit(_launch, train)
+    for engine in RESUME_ENGINES:
       job = _job_command(root / f"resumed{engine}.npz",
                          root / f"backup{engine}", "multi_worker",
                          ",".join(map(str, KILL_AT)), engine)
       pending[f"interrupted{engine}"] = pool.submit(_kill_then_resume, job)
-    for engine in ENGINES:
+    for engine in RESUME_ENGINES:
       _prune_job(root / f"mirrored{engine}.npz",
                  root / f"backup_mirrored{engine}", "mirrored", "", engine)
+    for engine in ENGINES:
       results[f"mirrored_train{engine}"] = _train_in_process(
           root / f"mirrored{engine}", "--strategy=mirrored",
           "--num_cpu_devices=2", *ENGINE_FLAGS[engine])
     for engine in ENGINES:
       results[f"train{engine}"] = pending[f"train{engine}"].result()
+    for engine in RESUME_ENGINES:
       (results[f"killed{engine}"], results[f"result_after_kill{engine}"],
        results[f"resumed{engine}"]) = pending[
            f"interrupted{engine}"].result()
@@ -270,7 +277,7 @@ def test_only_the_chief_writes(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", RESUME_ENGINES)
 def test_killed_worker_fails_the_launch_and_resume_matches(runs, engine):
   code, output = runs[f"killed{engine}"]
   assert code == launch.WORKER_FAILED_EXIT_CODE, output[-3000:]

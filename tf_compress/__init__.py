@@ -22,6 +22,7 @@ from tf_compress import benchmark
 from tf_compress import data
 from tf_compress import distillation
 from tf_compress import export
+from tf_compress import inference
 from tf_compress import keras3_backup
 from tf_compress import models
 from tf_compress import pruning
@@ -53,7 +54,7 @@ __all__ = [
     "__version__", "adversarial", "analysis", "analyze_arrays", "analyze_dataset", "benchmark",
     "build_digits32", "build_model", "check_model", "classification_metrics",
     "configure_logical_cpus", "data", "DataError", "DatasetSplits", "distillation",
-    "enable_determinism", "export", "keras", "keras3_backup", "load_dataset", "load_model",
+    "enable_determinism", "export", "inference", "keras", "keras3_backup", "load_dataset", "load_model",
     "make_strategy", "model_stats", "ModelError", "models", "pipeline", "pruning", "quantization", "register",
     "run", "RunConfig", "save_model", "set_seed", "TfCompressError", "TrainConfig",
     "UserInputError",

@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from tf_compress import inference
 from tf_compress.analysis.significance import compare_predictions
 from tf_compress.errors import UserInputError
 from tf_compress.export import layer_map
@@ -171,10 +172,8 @@ def _selected(model, candidates, layers):
 
 
 def _keras_predictions(model, x):
-  scores = model.predict(x, batch_size=256, verbose=0)
-  if isinstance(scores, (list, tuple)):
-    scores = scores[0]
-  return np.argmax(np.asarray(scores).reshape(len(x), -1), axis=-1)
+  scores = inference.predict_scores(model, x, 256)
+  return np.argmax(scores.reshape(len(x), -1), axis=-1)
 
 
 def _tflite_predictions(data, x):

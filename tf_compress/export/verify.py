@@ -9,6 +9,7 @@ LiteRT is reported as a `UserInputError` (see `litert.run_isolated`).
 
 import numpy as np
 
+from tf_compress import inference
 from tf_compress._keras import check_model
 from tf_compress._keras import is_keras3_object
 from tf_compress.errors import UserInputError
@@ -126,10 +127,7 @@ def verify_tflite(path_or_bytes, x, y=None, keras_model=None, batch_size=64,
     result["per_class_accuracy"] = _per_class_accuracy(
         predictions, labels, scores.shape[1])
   if keras_model is not None:
-    reference = keras_model.predict(x, batch_size=int(batch_size), verbose=0)
-    if isinstance(reference, (list, tuple)):
-      reference = reference[0]
-    reference = np.asarray(reference, dtype=np.float32)
+    reference = inference.predict_scores(keras_model, x, batch_size)
     if reference.shape != outputs.shape:
       raise UserInputError(
           f"keras_model outputs shape {reference.shape} but {name} outputs "

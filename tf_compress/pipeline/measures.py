@@ -3,6 +3,7 @@
 import numpy as np
 
 from tf_compress import adversarial
+from tf_compress import inference
 from tf_compress import pruning
 from tf_compress.analysis import classification_metrics
 from tf_compress.analysis import count_macs
@@ -23,12 +24,12 @@ def evaluate_model(model, splits, top_k=3, batch_size=256,
   With `return_predictions`, returns `(metrics, predictions)`: the test
   split's argmax classes as well, for the paired statistics.
   """
-  scores = model.predict(splits.x_test, batch_size=batch_size, verbose=0)
+  scores = inference.predict_scores(model, splits.x_test, batch_size)
   metrics = classification_metrics(scores, splits.y_test, top_k=top_k)
   if model.compiled_loss is not None:
-    metrics["test_loss"] = float(
-        model.evaluate(splits.x_test, splits.y_test, batch_size=batch_size,
-                       verbose=0, return_dict=True)["loss"])
+    metrics["test_loss"] = inference.test_loss(
+        model, splits.x_test, splits.y_test, scores=scores,
+        batch_size=batch_size)
   if return_predictions:
     return metrics, np.argmax(np.asarray(scores), axis=-1).astype(np.int64)
   return metrics

@@ -27,6 +27,7 @@ import numpy as np
 from tf_compress import benchmark as benchmark_lib
 from tf_compress import distribute
 from tf_compress import export as export_lib
+from tf_compress import inference
 from tf_compress import models as models_lib
 from tf_compress import repro
 from tf_compress.pipeline import training
@@ -84,7 +85,7 @@ def _train(config, splits):
 
 
 def _validation_metrics(model, splits):
-  scores = model.predict(splits.x_val, batch_size=256, verbose=0)
+  scores = inference.predict_scores(model, splits.x_val, 256)
   return {"val_accuracy": float(top_k_accuracy(scores, splits.y_val, 1)),
           "val_balanced_accuracy": float(balanced_accuracy(scores,
                                                            splits.y_val))}
