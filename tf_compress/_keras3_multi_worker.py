@@ -29,7 +29,8 @@ _INSTALLED = []
 
 def _trainer_module():
   try:
-    from keras.src.backend.tensorflow import trainer  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from keras.src.backend.tensorflow import trainer
   except ImportError:
     return None
   needed = ("TensorFlowTrainer", "reduce_per_replica",
@@ -59,8 +60,10 @@ def install():
     trainer = _trainer_module()
     if trainer is None:
       return False
-    multi_worker = trainer._collective_all_reduce_multi_worker  # pylint: disable=protected-access
-    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    multi_worker = trainer._collective_all_reduce_multi_worker
+    # pylint: disable-next=protected-access
+    original_build = trainer.TensorFlowTrainer._maybe_symbolic_build
     original_reduce = trainer.reduce_per_replica
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -74,7 +77,8 @@ def install():
             lambda v: _first_local_value(strategy, v), batch)
         break
       with strategy.scope():
-        self._symbolic_build(data_batch=data_batch)  # pylint: disable=protected-access
+        # pylint: disable-next=protected-access
+        self._symbolic_build(data_batch=data_batch)
       return None
 
     def reduce_per_replica(values, strategy, reduction):
@@ -87,7 +91,8 @@ def install():
 
       return tf.nest.map_structure(mean, values)
 
-    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     trainer.reduce_per_replica = reduce_per_replica
     _INSTALLED.append((original_build, original_reduce))
     return True

@@ -90,7 +90,8 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     self.model.load_weights(
         os.path.join(self.backup_dir, os.path.basename(metadata["weights"])))
     self._saves = int(metadata.get("saves", 0))
-    self.model._initial_epoch = metadata["epoch"]  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    self.model._initial_epoch = metadata["epoch"]
 
   def _save_model(self):
     if not _should_write(self.model):
