@@ -74,8 +74,7 @@ def test_loss(model, x, y, scores=None, batch_size=256):
   """
   outputs = getattr(model, "outputs", None) or ()
   if not _standard(model, "test_step") or len(x) == 0 or len(outputs) > 1:
-    return float(model.evaluate(x, y, batch_size=int(batch_size), verbose=0,
-                                return_dict=True)["loss"])
+    return _evaluated_loss(model, x, y, batch_size)
   if scores is None:
     scores = predict_scores(model, x, batch_size)
   y_pred = tf.constant(scores)
@@ -92,12 +91,16 @@ def test_loss(model, x, y, scores=None, batch_size=256):
   # from per-sample losses (a reduction a strategy's scope allows).
   per_sample = _per_sample_loss(model.loss)
   if per_sample is None:  # one loss per output: Keras' own container
-    return float(model.evaluate(x, y, batch_size=int(batch_size), verbose=0,
-                                return_dict=True)["loss"])
+    return _evaluated_loss(model, x, y, batch_size)
   loss = tf.reduce_mean(per_sample(y_true, y_pred))
   if model.losses:
     loss += tf.add_n([tf.cast(l, loss.dtype) for l in model.losses])
   return float(np.asarray(loss))
+
+
+def _evaluated_loss(model, x, y, batch_size):
+  return float(model.evaluate(x, y, batch_size=int(batch_size), verbose=0,
+                              return_dict=True)["loss"])
 
 
 def _per_sample_loss(loss):

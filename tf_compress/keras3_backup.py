@@ -55,6 +55,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
                      delete_checkpoint=delete_checkpoint)
     self._metadata_path = os.path.join(backup_dir, METADATA_NAME)
     self._saves = 0
+    self._weights_name = None  # the whole weights the metadata names
 
   def get_config(self):
     return {"backup_dir": self.backup_dir, "save_freq": self.save_freq,
@@ -97,7 +98,7 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     if not _should_write(self.model):
       return
     os.makedirs(self.backup_dir, exist_ok=True)
-    previous = self._read_metadata()
+    previous = self._weights_name
     self._saves += 1
     name = f"backup-{self._saves}.weights.h5"
     partial = os.path.join(self.backup_dir, f"partial-{name}")
@@ -106,10 +107,10 @@ class BackupAndRestore(keras.callbacks.BackupAndRestore):
     atomic_write_json(self._metadata_path, {
         "weights": name, "epoch": self._current_epoch,
         "batch": self._last_batch_seen, "saves": self._saves})
-    if previous is not None and previous["weights"] != name:
+    self._weights_name = name
+    if previous is not None and previous != name:
       try:
-        os.remove(os.path.join(self.backup_dir,
-                               os.path.basename(previous["weights"])))
+        os.remove(os.path.join(self.backup_dir, previous))
       except FileNotFoundError:
         pass
 
