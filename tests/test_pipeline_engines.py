@@ -2,8 +2,9 @@
 
 `--keras=2` must reproduce, for the same seed, the figures the train command
 gave before Keras 3 became its default (recorded from commit 608ef9d in
-data/keras2_reference.json). A saved `.keras` file passed as `--model` is
-compressed by the engine of the Keras that saved it.
+data/keras2_reference.json, one recording per set of CPU flags: see
+tools/record_keras2_reference.py). A saved `.keras` file passed as
+`--model` is compressed by the engine of the Keras that saved it.
 
 The bad `--model` cases run the command in this process (as
 test_train.py's bad-input cases do); test_train.py checks the exit code
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 import tf_compress
+from tf_compress import analysis
 from tf_compress import pipeline
 from tf_compress.cli import train
 
@@ -39,22 +41,38 @@ def keras2_run(tmp_path_factory):
   return reference, pipeline.run(pipeline.RunConfig.from_flat(**flat))
 
 
+def _recording(reference):
+  """This CPU's recording, or None (then the first, with a tolerance)."""
+  flags = analysis.cpu_info()["flags"]
+  return next((r for r in reference["recordings"]
+               if r["cpu"]["flags"] == flags), None)
+
+
 def test_keras2_reproduces_the_figures_before_keras3_was_default(
     keras2_run):
   reference, report = keras2_run
   assert report["engine"] == "tfmot"
   assert report["config"]["keras"] == 2
   variants = _variants(report)
-  assert list(variants) == list(reference["variants"])
-  for name, expected in reference["variants"].items():
+  recording = _recording(reference)
+  # On a CPU with a recording, the same seed gives the same figures. On
+  # another, oneDNN's kernels for its instruction set round differently
+  # and QAT and clustering drift: from the AMD (avx2) recording to the
+  # Intel one (avx512f, amx), by at most 3 of the 359 test images, 1.7% of
+  # the test loss and 9 nonzero weights (`combined`); the rest was equal.
+  exact = recording is not None
+  recording = recording or reference["recordings"][0]
+  top1_tol, loss_rel = (1e-9, 1e-4) if exact else (3.5 / 359, 0.025)
+  assert list(variants) == list(recording["variants"])
+  for name, expected in recording["variants"].items():
     got = variants[name]
-    # One test image is 1/359; the same seed gives the same images right.
-    assert got["top1"] == pytest.approx(expected["top1"], abs=1e-9), name
+    assert got["top1"] == pytest.approx(expected["top1"], abs=top1_tol), name
     assert got["test_loss"] == pytest.approx(expected["test_loss"],
-                                             rel=1e-4), name
-    assert got["nonzero_params"] == expected["nonzero_params"], name
+                                             rel=loss_rel), name
+    assert got["nonzero_params"] == pytest.approx(
+        expected["nonzero_params"], abs=0 if exact else 20), name
     assert [e["tflite_top1"] for e in got["tflite"]] == pytest.approx(
-        expected["tflite_top1"], abs=1e-9), name
+        expected["tflite_top1"], abs=top1_tol), name
 
 
 def test_keras2_models_are_tf_keras(keras2_run):
