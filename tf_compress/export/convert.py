@@ -43,6 +43,7 @@ from tf_compress._keras import check_model, is_keras3_object, keras, tf
 from tf_compress.errors import ModelError, UserInputError
 from tf_compress.export import edge_quantizer
 from tf_compress.export import flatbuffer
+from tf_compress.export import frozen
 from tf_compress.export import keras3_convert
 from tf_compress.export import layer_map
 from tf_compress.export import quiet
@@ -289,7 +290,10 @@ def _convert(model, mode, samples, int8_io, qat, verbose, tagged=False):
       tags = (layer_map.tagged_layers(source) if tagged
               else contextlib.nullcontext({}))
       with tags as tokens:
-        if keras3:
+        fast = frozen.frozen_source(source, keras3)
+        if fast is not None:
+          converter = fast.converter
+        elif keras3:
           converter = keras3_convert.keras3_converter(source, workdir)
         else:
           converter = tf.lite.TFLiteConverter.from_keras_model(source)
@@ -300,6 +304,8 @@ def _convert(model, mode, samples, int8_io, qat, verbose, tagged=False):
           # pylint: disable-next=protected-access
           converter._experimental_calibrate_only = True
         data = converter.convert()
+        if fast is not None:
+          data = frozen.add_signature(data, fast.input_key, fast.output_key)
       return (data, tokens, source) if tagged else data
     except Exception as e:  # pylint: disable=broad-except
       # ConverterError, and errors from stripping or tracing the model.
