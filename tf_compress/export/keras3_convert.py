@@ -1,9 +1,11 @@
 """The TFLite converter for Keras 3 models (TensorFlow backend).
 
-A Keras 3 model's inference call is saved as a SavedModel (with the input
-signature of its `inputs`) and converted with
-`TFLiteConverter.from_saved_model`; `convert.convert_to_tflite` configures
-the converter for each mode exactly as for tf_keras models.
+A model with one input and one output is converted from its frozen
+inference function (`export.frozen`). Any other Keras 3 model's inference
+call is saved as a SavedModel (with the input signature of its `inputs`)
+and converted with `TFLiteConverter.from_saved_model`;
+`convert.convert_to_tflite` configures the converter for each mode exactly
+as for tf_keras models.
 Pruned Keras 3 models need no stripping: the native engine keeps their
 kernels masked (exact zeros) after every step, and the mask constraint is
 not part of the inference graph.
