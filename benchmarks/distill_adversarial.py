@@ -281,13 +281,14 @@ KERAS3_ARMS = ("distilled", "scratch", "scratch_augmented")
 # The settings of `--keras3_pruned` (chosen on the validation split).
 KERAS3 = dict(temperature=1.0, alpha=0.0, epochs=20, learning_rate=3e-3,
               mixup=0.0, shift=0, noise=0.0, teacher_epochs=40,
-              teacher_smoothing=0.0)
+              teacher_smoothing=0.0, student_width=0.25, batch_size=32)
 
 
 def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
                        alpha=KERAS3["alpha"], sparsity=0.5,
-                       epochs=KERAS3["epochs"], student_width=0.25,
-                       batch_size=32,
+                       epochs=KERAS3["epochs"],
+                       student_width=KERAS3["student_width"],
+                       batch_size=KERAS3["batch_size"],
                        learning_rate=KERAS3["learning_rate"],
                        mixup=KERAS3["mixup"], shift=KERAS3["shift"],
                        noise=KERAS3["noise"],
@@ -467,6 +468,11 @@ def main():
                       help="Gaussian noise std; 0: off")
   parser.add_argument("--keras3_teacher_smoothing", type=float,
                       default=KERAS3["teacher_smoothing"])
+  parser.add_argument("--keras3_student_width", type=float,
+                      default=KERAS3["student_width"],
+                      help="width multiplier of the pruned `cnn` student")
+  parser.add_argument("--keras3_batch_size", type=int,
+                      default=KERAS3["batch_size"])
   parser.add_argument("--keras3_split", default="test",
                       choices=("validation", "test"),
                       help="the split printed in full (both are measured): "
@@ -481,7 +487,9 @@ def main():
                     teacher_epochs=args.keras3_teacher_epochs,
                     mixup=args.keras3_mixup, shift=args.keras3_shift,
                     noise=args.keras3_noise,
-                    teacher_smoothing=args.keras3_teacher_smoothing)
+                    teacher_smoothing=args.keras3_teacher_smoothing,
+                    student_width=args.keras3_student_width,
+                    batch_size=args.keras3_batch_size)
     rows = keras3_pruned_rows(seeds, sparsity=args.keras3_sparsity,
                               dataset=args.dataset, **settings)
     for split in ("validation", "test"):

@@ -86,10 +86,14 @@ def run_seed(args, seed, settings):
   for width, temperature, alpha in settings:
     if width not in scratch:
       student = _compile(_student(splits, width, seed), args.learning_rate)
-      student.fit(splits.train(args.batch_size, seed=seed + 1),
-                  epochs=args.epochs, verbose=0, shuffle=False)
+      history = student.fit(splits.train(args.batch_size, seed=seed + 1),
+                            epochs=args.epochs, verbose=0, shuffle=False)
       scratch[width] = (_predict(student, splits.x_val),
                         _predict(student, splits.x_test))
+      print(f"  width {width:g} scratch: train accuracy (last epoch) "
+            f"{history.history['accuracy'][-1]:.4f}, top-1 val "
+            f"{np.mean(scratch[width][0] == splits.y_val):.4f} test "
+            f"{np.mean(scratch[width][1] == splits.y_test):.4f}", flush=True)
     student = _student(splits, width, seed)
     distiller = _compile(distillation.Distiller(
         teacher, student, alpha=alpha, temperature=temperature),
