@@ -56,9 +56,9 @@ avx_vnni amx; `--keras3_pruned --dataset=digits32 --keras3_temperature=2
 --keras3_batch_size=64`; 2,095 s of training, alongside other runs):
 sparsity 0.5000 for every student; test top-1 distilled 0.8728, 0.8848,
 0.8716 against scratch 0.8750, 0.8836, 0.8699: +0.02 pt on average (95%
-interval -0.50 to +0.55; per seed -0.2, +0.1, +0.2 pt, each paired interval spanning 0),
-validation -0.04 pt. A tie: the same setting gains +0.83 pt for the
-unpruned student (benchmarks/distill_sweep.py).
+interval -0.50 to +0.55; per seed -0.2, +0.1, +0.2 pt, each paired
+interval spanning 0), validation -0.04 pt. A tie: the same setting gains
++0.83 pt for the unpruned student (benchmarks/distill_sweep.py).
 """
 
 import argparse

@@ -77,6 +77,10 @@ from tf_compress.benchmark import benchmark_model
 MODELS = ("cnn", "mobilenet_v2")
 EXPORTS = ("float32", "int8", "int8+auto", "int4_weight_only")
 MOBILENET_MIN_SIZE = 32  # keras.applications' MobileNetV2 refuses smaller
+# The from-scratch recipe: inputs resized to MOBILENET_SIZE, and a
+# BatchNormalization momentum that lets the moving statistics follow.
+MOBILENET_SIZE = 64
+MOBILENET_BN_MOMENTUM = 0.9
 SMOKE = {"epochs": 1, "train_samples": 2000, "val_samples": 500,
          "test_samples": 1000, "benchmark_runs": 10, "num_resamples": 200}
 
@@ -106,7 +110,8 @@ def _budget(value):
   return number
 
 
-def build(name, splits, seed, input_size=None, bn_momentum=0.9):
+def build(name, splits, seed, input_size=None,
+          bn_momentum=MOBILENET_BN_MOMENTUM):
   """The uncompiled Keras 3 model `name` for `splits` (logits out).
 
   MobileNetV2 gets a front end: inputs resized to `input_size` (default:
@@ -325,10 +330,12 @@ def main():
   parser.add_argument("--max_drop", type=_budget, default=0.5,
                       help="auto_keep_float's budget: validation top-1 drop "
                       "against the float32 file, in points")
-  parser.add_argument("--mobilenet_size", type=_positive, default=64,
+  parser.add_argument("--mobilenet_size", type=_positive,
+                      default=MOBILENET_SIZE,
                       help="mobilenet_v2's input side: a Resizing layer in "
                       "front of it scales the images up to it")
-  parser.add_argument("--bn_momentum", type=float, default=0.9,
+  parser.add_argument("--bn_momentum", type=float,
+                      default=MOBILENET_BN_MOMENTUM,
                       help="mobilenet_v2's BatchNormalization momentum")
   parser.add_argument("--calibration_samples", type=_positive, default=200)
   parser.add_argument("--benchmark_runs", type=int, default=100,
