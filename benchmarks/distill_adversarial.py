@@ -269,9 +269,28 @@ def _keras3_predict(model, x):
   return model.predict(x, batch_size=256, verbose=0).argmax(1)
 
 
+def shifted_batches(data, shift, seed):
+  """`data`'s `(x, y)` batches, each image shifted by up to `shift` pixels.
+
+  The offsets are drawn statelessly from `seed` and the batch's index in the
+  epoch; the data set's own reshuffling gives each image new ones.
+  """
+  def augment(index, batch):
+    x, y = batch
+    offsets = tf.random.stateless_uniform(
+        tf.stack([tf.shape(x)[0], 2]), seed=tf.stack(
+            [tf.constant(seed, tf.int64), index]),
+        minval=-shift, maxval=shift + 1, dtype=tf.int32)
+    return distillation.make_views(x, offsets=offsets, shift=shift), y
+  return data.enumerate().map(augment)
+
+
 def _keras3_teacher(splits, seed, epochs, batch_size, learning_rate,
-                    smoothing):
-  """A Keras 3 `cnn` teacher, trained with label smoothing `smoothing`."""
+                    smoothing, shift=0):
+  """A Keras 3 `cnn` teacher, trained with label smoothing `smoothing`.
+
+  With `shift`, each training image is shifted by up to `shift` pixels.
+  """
   teacher = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
                             seed=seed, keras_version=3)
   if smoothing:
@@ -283,6 +302,8 @@ def _keras3_teacher(splits, seed, epochs, batch_size, learning_rate,
   data = tf.data.Dataset.from_tensor_slices((splits.x_train, y)).shuffle(
       splits.num_train, seed=seed, reshuffle_each_iteration=True).batch(
           batch_size)
+  if shift:
+    data = shifted_batches(data, shift, seed)
   _keras3_compiled(teacher, learning_rate, loss)
   teacher.fit(data, epochs=epochs, verbose=0, shuffle=False)
   return teacher
@@ -292,7 +313,10 @@ KERAS3_ARMS = ("distilled", "scratch", "scratch_augmented")
 # The settings of `--keras3_pruned` (chosen on the validation split).
 KERAS3 = dict(temperature=1.0, alpha=0.0, epochs=20, learning_rate=3e-3,
               mixup=0.0, shift=0, noise=0.0, teacher_epochs=40,
-              teacher_smoothing=0.0, student_width=0.25, batch_size=32)
+              teacher_smoothing=0.0, student_width=0.25, batch_size=32,
+              student_init="fresh", teacher_learning_rate=None,
+              teacher_shift=0)
+STUDENT_INITS = ("fresh", "teacher")
 
 
 def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
@@ -305,6 +329,9 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
                        noise=KERAS3["noise"],
                        teacher_epochs=KERAS3["teacher_epochs"],
                        teacher_smoothing=KERAS3["teacher_smoothing"],
+                       student_init=KERAS3["student_init"],
+                       teacher_learning_rate=None,
+                       teacher_shift=KERAS3["teacher_shift"],
                        dataset="digits"):
   """Per seed: one pruned Keras 3 student, trained with and without teacher.
 
@@ -313,8 +340,13 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
   optimizer (Adam at `learning_rate`), epochs and pruning schedule
   (polynomial, to `sparsity` at half the epochs), and is stripped before
   measuring. The teacher (`cnn`, width 1) trains `teacher_epochs` (default
-  `epochs`) with the same optimizer, with label smoothing
-  `teacher_smoothing`. The arms:
+  `epochs`) with the same optimizer (at `teacher_learning_rate`, default
+  `learning_rate`), with label smoothing `teacher_smoothing`, on images
+  shifted by up to `teacher_shift` pixels. With `student_init="fresh"` the
+  student is a new `cnn` of width `student_width`; with `"teacher"` it is
+  a copy of the trained teacher (`student_width` unused), pruned and
+  fine-tuned: the usual "prune a trained model, distil from its dense
+  self" recipe. The arms:
 
   * `distilled`: the Keras 3 Distiller; with `mixup`, `shift` or `noise`, a
     `ConsistentAugmentation` (seeded by the seed) whose views the teacher
@@ -353,15 +385,23 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
     seconds = {}
     start = time.perf_counter()
     teacher = _keras3_teacher(splits, seed, teacher_epochs or epochs,
-                              batch_size, learning_rate, teacher_smoothing)
+                              batch_size,
+                              teacher_learning_rate or learning_rate,
+                              teacher_smoothing, teacher_shift)
     seconds["teacher"] = time.perf_counter() - start
     row = {"seed": seed, "predictions": predicted,
            "labels": {split: y for split, (_, y) in evals.items()}}
     for key, value in top1(teacher, "teacher").items():
       row[key] = {"teacher": value}
-    student = tfc.build_model("cnn", splits.input_shape, splits.num_classes,
-                              width=student_width, seed=seed + 17,
-                              keras_version=3)
+    if student_init == "teacher":
+      # A copy made now: the Distiller freezes its teacher in place, and a
+      # clone of a frozen model would have no trainable weights.
+      student = keras3.models.clone_model(teacher)
+      student.set_weights(teacher.get_weights())
+    else:
+      student = tfc.build_model("cnn", splits.input_shape,
+                                splits.num_classes, width=student_width,
+                                seed=seed + 17, keras_version=3)
     config = pruning.PruningConfig(sparsity, schedule="polynomial",
                                    end_epoch=max(1, epochs // 2))
     augmentation = None
@@ -471,12 +511,20 @@ def main():
                       default=KERAS3["learning_rate"])
   parser.add_argument("--keras3_teacher_epochs", type=int,
                       default=KERAS3["teacher_epochs"])
+  parser.add_argument("--keras3_teacher_learning_rate", type=float,
+                      default=KERAS3["teacher_learning_rate"],
+                      help="the teacher's Adam rate (default: "
+                      "--keras3_learning_rate)")
   parser.add_argument("--keras3_mixup", type=float, default=KERAS3["mixup"],
                       help="Beta concentration of mixup; 0: off")
   parser.add_argument("--keras3_shift", type=int, default=KERAS3["shift"],
                       help="largest pixel shift; 0: off")
   parser.add_argument("--keras3_noise", type=float, default=KERAS3["noise"],
                       help="Gaussian noise std; 0: off")
+  parser.add_argument("--keras3_teacher_shift", type=int,
+                      default=KERAS3["teacher_shift"],
+                      help="largest pixel shift of the teacher's training "
+                      "images; 0: off")
   parser.add_argument("--keras3_teacher_smoothing", type=float,
                       default=KERAS3["teacher_smoothing"])
   parser.add_argument("--keras3_student_width", type=float,
@@ -484,6 +532,10 @@ def main():
                       help="width multiplier of the pruned `cnn` student")
   parser.add_argument("--keras3_batch_size", type=int,
                       default=KERAS3["batch_size"])
+  parser.add_argument("--keras3_student_init", choices=STUDENT_INITS,
+                      default=KERAS3["student_init"],
+                      help="fresh: a new `cnn` of --keras3_student_width; "
+                      "teacher: prune and fine-tune the trained teacher")
   parser.add_argument("--keras3_split", default="test",
                       choices=("validation", "test"),
                       help="the split printed in full (both are measured): "
@@ -500,7 +552,10 @@ def main():
                     noise=args.keras3_noise,
                     teacher_smoothing=args.keras3_teacher_smoothing,
                     student_width=args.keras3_student_width,
-                    batch_size=args.keras3_batch_size)
+                    batch_size=args.keras3_batch_size,
+                    student_init=args.keras3_student_init,
+                    teacher_learning_rate=args.keras3_teacher_learning_rate,
+                    teacher_shift=args.keras3_teacher_shift)
     rows = keras3_pruned_rows(seeds, sparsity=args.keras3_sparsity,
                               dataset=args.dataset, **settings)
     for split in ("validation", "test"):
