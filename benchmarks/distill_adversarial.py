@@ -439,8 +439,7 @@ def keras3_pruned_rows(seeds, temperature=KERAS3["temperature"],
     if student_init == "teacher":
       # A copy made now: the Distiller freezes its teacher in place, and a
       # clone of a frozen model would have no trainable weights.
-      student = keras3.models.clone_model(teacher)
-      student.set_weights(teacher.get_weights())
+      student = tfc.models.clone_with_weights(teacher)
     else:
       student = tfc.build_model("cnn", splits.input_shape,
                                 splits.num_classes, width=student_width,
